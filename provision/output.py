@@ -1,0 +1,80 @@
+"""Human output (rich, on stderr) and machine output (one JSON document on stdout), with secrets masked."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from provision.models import Change, Grant
+from provision.render import mask
+
+_console: Any = None
+
+
+def console() -> Any:
+    """The rich console for human-readable output; it writes to stderr so stdout stays clean for ``--json``."""
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(stderr=True, highlight=False)
+        if not _console.is_terminal:
+            _console.width = 120
+    return _console
+
+
+def say(text: str) -> None:
+    """Print one line of human text (rich markup allowed) to stderr."""
+    console().print(text)
+
+
+def error(text: str) -> None:
+    """Print a one-line error to stderr, in red, with markup escaped."""
+    from rich.markup import escape
+
+    console().print(f"[bold red]error:[/] {escape(text)}")
+
+
+def emit_json(document: Any) -> None:
+    """Print ``document`` as the one JSON document on stdout."""
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def grant_view(grant: Grant, show_secrets: bool) -> dict[str, Any]:
+    """The Grant as a plain dict, secrets masked unless ``show_secrets``."""
+    data = grant.model_dump(mode="json")
+    if not show_secrets:
+        for field in ("secret_key", "token"):
+            if data["auth"].get(field):
+                data["auth"][field] = mask(data["auth"][field])
+    return data
+
+
+def changes_table(changes: list[Change], title: str) -> None:
+    """Print the plan or report of a run as a table; "no changes" when nothing mutates."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in ("action", "resource", "name", "detail"):
+        table.add_column(column)
+    colours = {"create": "green", "issue": "green", "update": "yellow", "delete": "red", "adopt": "cyan"}
+    for c in changes:
+        colour = colours.get(c.action, "dim")
+        table.add_row(f"[{colour}]{c.action}[/]", c.kind, c.name, c.detail)
+    console().print(table)
+    if not any(c.mutating for c in changes):
+        say("[bold]no changes[/]")
+
+
+def grant_summary(grant: Grant, show_secrets: bool) -> None:
+    """Print the credential of a grant, masked unless ``show_secrets``."""
+    auth = grant.auth
+    say(f"grant: {grant.access.value} on {', '.join(grant.buckets)} via {grant.endpoint}"
+        + (f":{grant.port}" if grant.port else "") + (f" ({grant.region})" if grant.region else ""))
+    if auth.kind == "key_pair":
+        secret = auth.secret_key if show_secrets else mask(auth.secret_key)
+        say(f"  access key: {auth.access_key}\n  secret key: {secret}")
+    elif auth.kind == "role":
+        say(f"  IAM role + instance profile: {auth.role_name} (no keys)")

@@ -1,0 +1,1 @@
+"""Cloud providers behind one interface (`provision.providers.base.Provider`)."""

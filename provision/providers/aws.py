@@ -1,0 +1,527 @@
+"""AWS S3 + IAM (and any S3-compatible endpoint with an IAM API, such as the sandbox's moto server).
+
+Every boto3 client is made by `AwsProvider.client`, the one seam where endpoint, region, credentials and the
+SDK's retry configuration are set. Every mutating call goes through `Plan.write`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlparse
+
+from provision.errors import BadInput, CloudRefused, PartialFailure, ProvisionError
+from provision.models import Access, Grant, KeyPair, Resource, Role
+from provision.names import check_iam_name, check_s3_bucket, supervisely_pair
+from provision.policies import (
+    IAM_ROLE_INLINE_LIMIT,
+    IAM_USER_INLINE_LIMIT,
+    ec2_trust_policy,
+    policy_json,
+    s3_policy,
+    same_policy,
+)
+from provision.profiles import Profile
+from provision.providers.base import Plan, VerifyRow
+from provision.state import State
+
+PUBLIC_ACCESS_BLOCK = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+SECURE_SSE = ("AES256", "aws:kms", "aws:kms:dsse")
+"""Default-encryption algorithms accepted as secure on an adopted bucket (SSE-S3 is what we set)."""
+PROBE_TIMEOUT = float(os.environ.get("PROVISION_PROBE_TIMEOUT", "90"))
+"""Seconds to keep probing a new access key before giving up (IAM is eventually consistent)."""
+_NOT_YET = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidClientTokenId", "403")
+_DENIED = ("AccessDenied", "403", "Forbidden", "AllAccessDisabled", "UnauthorizedOperation")
+
+
+def _code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "")) if hasattr(exc, "response") else ""
+
+
+class AwsProvider:
+    """Provision S3 buckets and a least-privilege IAM user (or role) for them.
+
+    Args:
+        profile: the validated inputs (``provider == "s3"``). No I/O happens here.
+
+    Raises:
+        BadInput: from `check`: invalid bucket/user/role names, conflicting options, a policy over IAM's size limit.
+    """
+
+    name = "s3"
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self._session: Any = None
+        self._sandbox: Any = None
+        self.buckets = self.check()
+
+    # ---- validation (pure, before any call) -------------------------------------------------------------------
+    def check(self) -> list[str]:
+        """Validate the profile for S3; returns the bucket names.
+
+        Raises:
+            BadInput: see the class docstring.
+        """
+        p = self.profile
+        if p.buckets and p.prefix:
+            raise BadInput("give BUCKET names or --prefix, not both", "drop one of them")
+        if not p.buckets and not p.prefix:
+            raise BadInput("no bucket given", "pass BUCKET names or --prefix P (for P-public and P-private)")
+        buckets = list(p.buckets) if p.buckets else supervisely_pair(p.prefix or "")
+        for bucket in buckets:
+            check_s3_bucket(bucket)
+        if len(set(buckets)) != len(buckets):
+            raise BadInput(f"bucket names repeat: {', '.join(buckets)}", "give each bucket once")
+        if p.iam_role and p.user:
+            raise BadInput("--iam-role and --user are mutually exclusive", "IAM-role mode has no user; drop --user")
+        if p.iam_role:
+            check_iam_name(p.iam_role, "--iam-role")
+            limit = IAM_ROLE_INLINE_LIMIT
+        else:
+            check_iam_name(self.user_name(buckets), "--user")
+            limit = IAM_USER_INLINE_LIMIT
+        size = len(policy_json(s3_policy(buckets, p.access)))
+        if size > limit:
+            raise BadInput(
+                f"the policy for {len(buckets)} buckets is {size} characters, over IAM's inline limit of {limit}",
+                "split the buckets across environments (--env)",
+            )
+        return buckets
+
+    def user_name(self, buckets: list[str]) -> str:
+        """``--user``, or ``provision-<prefix or first bucket>-<access>`` (≤ 64 characters)."""
+        if self.profile.user:
+            return self.profile.user
+        label = self.profile.prefix or buckets[0]
+        return f"provision-{label}"[:55] + f"-{self.profile.access.value}"
+
+    @property
+    def policy_name(self) -> str:
+        """Name of the inline policy on the user or role."""
+        return "provision-buckets"
+
+    # ---- the one seam for SDK clients ---------------------------------------------------------------------------
+    def endpoint_url(self) -> str | None:
+        """The S3/IAM endpoint: the profile's, the sandbox's, ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, or None
+        for AWS itself."""
+        if self.profile.endpoint_url:
+            return self.profile.endpoint_url
+        if self.profile.sandbox:
+            return self.sandbox().s3.endpoint_url
+        return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+    def sandbox(self) -> Any:
+        """The running sandbox's info (``--env sandbox``). Raises BadInput when it is not running."""
+        if self._sandbox is None:
+            from provision.sandbox import require_info
+
+            self._sandbox = require_info()
+        return self._sandbox
+
+    def region(self) -> str:
+        """The profile's region, the sandbox's, the SDK's configured one, or ``us-east-1``."""
+        if self.profile.region:
+            return self.profile.region
+        if self.profile.sandbox:
+            return self.sandbox().s3.region
+        return self.session().region_name or "us-east-1"
+
+    def session(self) -> Any:
+        """The boto3 session (admin credentials: the SDK's own chain, or the sandbox's admin key)."""
+        if self._session is None:
+            import boto3
+
+            kwargs: dict[str, Any] = {"region_name": self.profile.region}
+            if self.profile.sandbox:
+                info = self.sandbox().s3
+                kwargs.update(aws_access_key_id=info.access_key, aws_secret_access_key=info.secret_key,
+                              region_name=self.profile.region or info.region)
+            self._session = boto3.Session(**kwargs)
+        return self._session
+
+    def client(self, service: str, key: KeyPair | None = None) -> Any:
+        """A boto3 client for ``service`` (``s3``, ``iam``, ``sts``): admin credentials, or ``key`` when given.
+
+        Retries use botocore's ``standard`` mode (3 attempts). Custom endpoints get path-style addressing.
+        """
+        from botocore.config import Config
+
+        endpoint = self.endpoint_url()
+        config = Config(
+            retries={"mode": "standard", "max_attempts": 3},
+            s3={"addressing_style": "path"} if endpoint else {},
+            connect_timeout=10,
+            read_timeout=60,
+        )
+        creds: dict[str, Any] = {}
+        if key is not None:
+            creds = {"aws_access_key_id": key.access_key, "aws_secret_access_key": key.secret_key,
+                     "aws_session_token": None}
+        return self.session().client(service, endpoint_url=endpoint, region_name=self.region(), config=config, **creds)
+
+    # ---- apply ------------------------------------------------------------------------------------------------
+    def apply(self, state: State, plan: Plan, save: Callable[[], None]) -> Grant | None:
+        """Ensure buckets, policy and credential (see `provision.providers.base.Provider`).
+
+        Returns:
+            The Grant; None in dry-run when a new access key would be issued.
+
+        Raises:
+            CloudRefused: AWS refused before anything was created (credentials, permission, name taken).
+            PartialFailure: AWS refused after something was created; state records it.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        before = len([r for r in state.resources if r.created])
+        try:
+            s3 = self.client("s3")
+            for bucket in self.buckets:
+                self._ensure_bucket(s3, bucket, state, plan, save)
+            iam = self.client("iam")
+            if self.profile.iam_role:
+                auth: Any = self._ensure_role(iam, self.profile.iam_role, state, plan, save)
+            else:
+                auth = self._ensure_user_and_key(iam, state, plan, save)
+        except NoCredentialsError:
+            raise CloudRefused(
+                "no AWS credentials found",
+                "configure the AWS credential chain (aws configure, AWS_PROFILE, ...) or try --env sandbox",
+            ) from None
+        except (ClientError, BotoCoreError) as exc:
+            created = len([r for r in state.resources if r.created]) > before
+            message = f"AWS refused: {exc}"
+            if created:
+                raise PartialFailure(message, "state records what was created; re-run or `provision destroy`") from None
+            raise CloudRefused(message, "check the admin credentials' permissions and the names") from None
+        if auth is None:
+            return None
+        return self.grant(auth)
+
+    def grant(self, auth: Any) -> Grant:
+        """The Grant for ``auth`` on this profile's buckets and endpoint."""
+        endpoint = self.endpoint_url()
+        if endpoint:
+            url = urlparse(endpoint)
+            host, secure = url.hostname or "", url.scheme == "https"
+            port = url.port or (443 if secure else 80)
+        else:
+            host, port, secure = "s3.amazonaws.com", 443, True
+        return Grant(
+            provider="s3", storage_provider="minio", access=self.profile.access, buckets=self.buckets,
+            endpoint=host, endpoint_url=endpoint, port=port, secure=secure, region=self.region(), auth=auth,
+        )
+
+    def _create(self, state: State, plan: Plan, save: Callable[[], None], resource: Resource, detail: str,
+                call: Callable[..., Any], **kwargs: Any) -> Any:
+        """Create a resource, recording it in state *before* the call (so a crash after the cloud created it but
+        before we heard back leaves it tracked) and forgetting it again if the call fails."""
+        if not plan.dry_run:
+            state.record(resource)
+            save()
+        try:
+            return plan.write("create", resource.kind, resource.name, detail, call, **kwargs)
+        except Exception:
+            state.forget(resource.kind, resource.name)
+            save()
+            raise
+
+    def _ensure_bucket(self, s3: Any, name: str, state: State, plan: Plan, save: Callable[[], None]) -> None:
+        from botocore.exceptions import ClientError
+
+        region = self.region()
+        try:
+            s3.head_bucket(Bucket=name)
+            exists = True
+        except ClientError as exc:
+            code = _code(exc)
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                exists = False
+            elif code in ("403", "AccessDenied", "Forbidden"):
+                raise CloudRefused(
+                    f"bucket {name!r} exists but belongs to someone else (or the admin credentials may not see it)",
+                    "choose another bucket name",
+                ) from None
+            else:
+                raise
+        if not exists:
+            kwargs: dict[str, Any] = {"Bucket": name, "ObjectOwnership": "BucketOwnerEnforced"}
+            if region != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            try:
+                self._create(state, plan, save, Resource(kind="bucket", name=name, created=True),
+                             f"in {region}, object ownership BucketOwnerEnforced", s3.create_bucket, **kwargs)
+            except ClientError as exc:
+                if _code(exc) == "BucketAlreadyExists":
+                    raise CloudRefused(f"bucket name {name!r} is taken by another account",
+                                       "S3 bucket names are global; choose another") from None
+                raise
+        elif state.find("bucket", name) is None:
+            plan.note("adopt", "bucket", name, "exists; adopted (destroy never deletes it)")
+            state.record(Resource(kind="bucket", name=name, created=False))
+            save()
+        self._secure_bucket(s3, name, new=not exists, plan=plan)
+
+    def _secure_bucket(self, s3: Any, name: str, new: bool, plan: Plan) -> None:
+        """Public access block (all four), SSE-S3 default encryption, ownership BucketOwnerEnforced."""
+        from botocore.exceptions import ClientError
+
+        def read(call: Callable[..., Any], missing: str) -> Any:
+            try:
+                return call(Bucket=name)
+            except ClientError as exc:
+                if _code(exc) == missing:
+                    return None
+                raise
+
+        changed = False
+        pab = None if new else read(s3.get_public_access_block, "NoSuchPublicAccessBlockConfiguration")
+        if pab is None or pab["PublicAccessBlockConfiguration"] != PUBLIC_ACCESS_BLOCK:
+            plan.write("update", "bucket", name, "public access block: all four on", s3.put_public_access_block,
+                       Bucket=name, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
+            changed = True
+        enc = None if new else read(s3.get_bucket_encryption, "ServerSideEncryptionConfigurationNotFoundError")
+        algorithms = [
+            r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm")
+            for r in (enc or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
+        ]
+        if not any(a in SECURE_SSE for a in algorithms):
+            plan.write("update", "bucket", name, "default encryption: SSE-S3 (AES256)", s3.put_bucket_encryption,
+                       Bucket=name, ServerSideEncryptionConfiguration={
+                           "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+            changed = True
+        if not new:  # a new bucket got BucketOwnerEnforced with CreateBucket
+            own = read(s3.get_bucket_ownership_controls, "OwnershipControlsNotFoundError")
+            rules = [r.get("ObjectOwnership") for r in (own or {}).get("OwnershipControls", {}).get("Rules", [])]
+            if rules != ["BucketOwnerEnforced"]:
+                plan.write("update", "bucket", name, "object ownership: BucketOwnerEnforced (ACLs off)",
+                           s3.put_bucket_ownership_controls, Bucket=name,
+                           OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]})
+                changed = True
+        if not new and not changed:
+            plan.note("no change", "bucket", name, "private, encrypted, owner-enforced")
+
+    def _exists(self, call: Callable[..., Any], **kwargs: Any) -> Any:
+        """The read's response, or None on ``NoSuchEntity``."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return call(**kwargs)
+        except ClientError as exc:
+            if _code(exc) == "NoSuchEntity":
+                return None
+            raise
+
+    def _ensure_policy(self, plan: Plan, kind: str, owner: str, new_owner: bool, get: Callable[..., Any],
+                       put: Callable[..., Any], owner_arg: str) -> None:
+        desired = s3_policy(self.buckets, self.profile.access)
+        current = None if new_owner else self._exists(get, **{owner_arg: owner, "PolicyName": self.policy_name})
+        what = f"{self.profile.access.value} on {', '.join(self.buckets)}"
+        kwargs = {owner_arg: owner, "PolicyName": self.policy_name, "PolicyDocument": policy_json(desired)}
+        if current is None:
+            plan.write("create", kind, f"{owner}/{self.policy_name}", what, put, **kwargs)
+        elif not same_policy(current["PolicyDocument"], desired):
+            plan.write("update", kind, f"{owner}/{self.policy_name}", f"now {what}", put, **kwargs)
+        else:
+            plan.note("no change", kind, f"{owner}/{self.policy_name}", what)
+
+    def _ensure_user_and_key(self, iam: Any, state: State, plan: Plan, save: Callable[[], None]) -> KeyPair | None:
+        user = self.user_name(self.buckets)
+        tags = [{"Key": "provision:env", "Value": state.env}]
+        new = self._exists(iam.get_user, UserName=user) is None
+        if new:
+            self._create(state, plan, save, Resource(kind="iam_user", name=user, created=True), "IAM user",
+                         iam.create_user, UserName=user, Tags=tags)
+        elif state.find("iam_user", user) is None:
+            plan.note("adopt", "iam_user", user, "exists; adopted (destroy never deletes it)")
+            state.record(Resource(kind="iam_user", name=user, created=False))
+            save()
+        else:
+            plan.note("no change", "iam_user", user, "IAM user")
+        self._ensure_policy(plan, "user_policy", user, new, iam.get_user_policy, iam.put_user_policy, "UserName")
+        if not plan.dry_run:
+            state.record(Resource(kind="user_policy", name=self.policy_name, created=True, parent=user))
+            save()
+
+        stored = state.grant.auth if state.grant and isinstance(state.grant.auth, KeyPair) else None
+        keys = [] if new else iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+        if stored is not None and any(k["AccessKeyId"] == stored.access_key for k in keys):
+            plan.note("no change", "access_key", stored.access_key, f"of {user}")
+            return stored
+        if len(keys) >= 2:
+            raise CloudRefused(
+                f"IAM user {user!r} already has 2 access keys, the IAM limit, and none of them is in the state file",
+                "delete one it does not need, or pass another --user",
+            )
+        created = plan.write("issue", "access_key", user, "new access key (probed until IAM accepts it)",
+                             iam.create_access_key, UserName=user)
+        if created is None:
+            return None
+        key = KeyPair(access_key=created["AccessKey"]["AccessKeyId"],
+                      secret_key=created["AccessKey"]["SecretAccessKey"])
+        plan.changes[-1].name = key.access_key
+        state.record(Resource(kind="access_key", name=key.access_key, created=True, parent=user))
+        state.grant = self.grant(key)  # the secret exists only in this response: store it before anything else
+        save()
+        self.wait_for_key(key)
+        return key
+
+    def wait_for_key(self, key: KeyPair) -> None:
+        """Probe a new key with ListObjectsV2 (MaxKeys=1) on the first bucket, backing off from 0.5 s to 8 s,
+        until IAM accepts it.
+
+        Raises:
+            PartialFailure: still refused after `PROBE_TIMEOUT` seconds (the key is recorded in state).
+        """
+        from botocore.exceptions import ClientError
+
+        s3 = self.client("s3", key)
+        delay, deadline = 0.5, time.monotonic() + PROBE_TIMEOUT
+        while True:
+            try:
+                s3.list_objects_v2(Bucket=self.buckets[0], MaxKeys=1)
+                return
+            except ClientError as exc:
+                code = _code(exc)
+                if code not in _NOT_YET or time.monotonic() + delay > deadline:
+                    raise PartialFailure(
+                        f"the new access key still fails after {PROBE_TIMEOUT:.0f} s ({code})",
+                        "it is recorded in state; run `provision verify` later",
+                    ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
+
+    def _ensure_role(self, iam: Any, role: str, state: State, plan: Plan, save: Callable[[], None]) -> Role:
+        trust = ec2_trust_policy()
+        current = self._exists(iam.get_role, RoleName=role)
+        tags = [{"Key": "provision:env", "Value": state.env}]
+        if current is None:
+            self._create(state, plan, save, Resource(kind="iam_role", name=role, created=True),
+                         "trusted by ec2.amazonaws.com", iam.create_role, RoleName=role,
+                         AssumeRolePolicyDocument=policy_json(trust), Tags=tags)
+        else:
+            if state.find("iam_role", role) is None:
+                plan.note("adopt", "iam_role", role, "exists; adopted (destroy never deletes it)")
+                state.record(Resource(kind="iam_role", name=role, created=False))
+                save()
+            else:
+                plan.note("no change", "iam_role", role, "trusted by ec2.amazonaws.com")
+            if not same_policy(current["Role"]["AssumeRolePolicyDocument"], trust):
+                plan.write("update", "iam_role", role, "trust policy: ec2.amazonaws.com only",
+                           iam.update_assume_role_policy, RoleName=role, PolicyDocument=policy_json(trust))
+        self._ensure_policy(plan, "role_policy", role, current is None, iam.get_role_policy, iam.put_role_policy,
+                            "RoleName")
+        if not plan.dry_run:
+            state.record(Resource(kind="role_policy", name=self.policy_name, created=True, parent=role))
+            save()
+        profile = self._exists(iam.get_instance_profile, InstanceProfileName=role)
+        if profile is None:
+            self._create(state, plan, save, Resource(kind="instance_profile", name=role, created=True),
+                         f"holding role {role}", iam.create_instance_profile, InstanceProfileName=role, Tags=tags)
+            roles: list[str] = []
+        else:
+            if state.find("instance_profile", role) is None:
+                plan.note("adopt", "instance_profile", role, "exists; adopted")
+                state.record(Resource(kind="instance_profile", name=role, created=False))
+                save()
+            roles = [r["RoleName"] for r in profile["InstanceProfile"].get("Roles", [])]
+        if role not in roles:
+            plan.write("update", "instance_profile", role, f"add role {role}", iam.add_role_to_instance_profile,
+                       InstanceProfileName=role, RoleName=role)
+        elif profile is not None and current is not None:
+            plan.note("no change", "instance_profile", role, f"holds role {role}")
+        return Role(role_name=role)
+
+    # ---- verify -----------------------------------------------------------------------------------------------
+    def verify(self, state: State) -> list[VerifyRow]:
+        """Probe the stored access key against its grant.
+
+        With the admin credentials it puts one probe object in each bucket and makes one temporary bucket
+        (``provision-verify-<hex>``) to stand for "another bucket"; all are removed afterwards.
+
+        Returns:
+            One row per probe: ListObjectsV2, GetObject, GetBucketLocation (allowed); PutObject, DeleteObject,
+            CreateMultipartUpload (allowed only for ``full``); PutBucketPolicy, ListBuckets, and
+            ListObjectsV2/GetObject/PutObject on another bucket (always denied).
+
+        Raises:
+            BadInput: the grant is not a key pair (IAM-role mode has no key to probe from here).
+        """
+        from botocore.exceptions import ClientError
+
+        grant = state.grant
+        if grant is None or not isinstance(grant.auth, KeyPair):
+            raise BadInput("this grant has no access key to probe (IAM-role mode)",
+                           "verify from an instance that carries the instance profile")
+        admin, user = self.client("s3"), self.client("s3", grant.auth)
+        full = grant.access == Access.full
+        token = uuid.uuid4().hex[:10]
+        probe_key = f".provision-verify/{token}"
+        other = f"provision-verify-{token}"
+        rows: list[VerifyRow] = []
+
+        def attempt(operation: str, target: str, allowed: bool, call: Callable[..., Any], **kwargs: Any) -> Any:
+            result = None
+            try:
+                result = call(**kwargs)
+                actual = "allow"
+            except ClientError as exc:
+                code = _code(exc)
+                actual = "deny" if code in _DENIED else f"error: {code}"
+            rows.append(VerifyRow(operation=operation, target=target, expected="allow" if allowed else "deny",
+                                  actual=actual))
+            return result
+
+        try:
+            admin.create_bucket(Bucket=other, **self._location())
+            for bucket in grant.buckets:
+                admin.put_object(Bucket=bucket, Key=probe_key, Body=b"provision verify")
+                attempt("ListObjectsV2", bucket, True, user.list_objects_v2, Bucket=bucket, MaxKeys=1)
+                attempt("GetObject", f"{bucket}/{probe_key}", True, user.get_object, Bucket=bucket, Key=probe_key)
+                attempt("GetBucketLocation", bucket, True, user.get_bucket_location, Bucket=bucket)
+                attempt("PutObject", f"{bucket}/{probe_key}.w", full, user.put_object, Bucket=bucket,
+                        Key=f"{probe_key}.w", Body=b"x")
+                attempt("DeleteObject", f"{bucket}/{probe_key}", full, user.delete_object, Bucket=bucket, Key=probe_key)
+                upload = attempt("CreateMultipartUpload", f"{bucket}/{probe_key}.m", full,
+                                 user.create_multipart_upload, Bucket=bucket, Key=f"{probe_key}.m")
+                if upload:
+                    admin.abort_multipart_upload(Bucket=bucket, Key=f"{probe_key}.m", UploadId=upload["UploadId"])
+                attempt("PutBucketPolicy", bucket, False, user.put_bucket_policy, Bucket=bucket,
+                        Policy=policy_json({"Version": "2012-10-17", "Statement": []}))
+            attempt("ListBuckets", "*", False, user.list_buckets)
+            attempt("ListObjectsV2", f"{other} (another bucket)", False, user.list_objects_v2, Bucket=other)
+            attempt("PutObject", f"{other} (another bucket)", False, user.put_object, Bucket=other, Key="x", Body=b"x")
+        except ClientError as exc:
+            raise CloudRefused(f"verify could not set up its probes: {exc}", "check the admin credentials") from None
+        finally:
+            self._cleanup(admin, grant.buckets, probe_key, other)
+        return rows
+
+    def _location(self) -> dict[str, Any]:
+        region = self.region()
+        return {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+
+    def _cleanup(self, admin: Any, buckets: list[str], probe_key: str, other: str) -> None:
+        """Remove verify's probe objects and temporary bucket; failures here are reported, not raised."""
+        from botocore.exceptions import ClientError
+
+        try:
+            for bucket in buckets:
+                admin.delete_objects(Bucket=bucket, Delete={"Objects": [
+                    {"Key": probe_key}, {"Key": f"{probe_key}.w"}, {"Key": f"{probe_key}.m"}]})
+            listing = admin.list_objects_v2(Bucket=other).get("Contents", [])
+            if listing:
+                admin.delete_objects(Bucket=other, Delete={"Objects": [{"Key": o["Key"]} for o in listing]})
+            admin.delete_bucket(Bucket=other)
+        except ClientError as exc:
+            if _code(exc) not in ("NoSuchBucket", "404"):
+                raise ProvisionError(f"verify could not remove its probe objects: {exc}",
+                                     f"delete bucket {other} and keys {probe_key}* by hand") from None

@@ -1,0 +1,106 @@
+"""The provider interface and the plan recorder through which every mutating cloud call goes.
+
+Dry-run is decided here, where writes happen (the idea of copier's ``pretend``): a provider reads freely, and
+routes each mutating SDK call through `Plan.write`, which records the change and performs the call only when
+not in dry-run. There is no second "would create" code path to drift from the real one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from provision.errors import BadInput
+from provision.models import Change, Grant
+from provision.profiles import Profile
+from provision.state import State
+
+T = TypeVar("T")
+
+
+class Plan:
+    """Records the changes of one run and performs the mutating calls unless ``dry_run``.
+
+    Args:
+        dry_run: when True, `write` records the change and returns None without calling anything.
+    """
+
+    def __init__(self, dry_run: bool = False) -> None:
+        self.dry_run = dry_run
+        self.changes: list[Change] = []
+
+    def note(self, action: str, kind: str, name: str, detail: str = "") -> None:
+        """Record a change that needs no mutating call (``adopt``, ``no change``)."""
+        self.changes.append(Change(action=action, kind=kind, name=name, detail=detail))  # type: ignore[arg-type]
+
+    def write(self, action: str, kind: str, name: str, detail: str, call: Callable[..., T], **kwargs: Any) -> T | None:
+        """Record a mutating change and, unless dry-run, perform it.
+
+        Args:
+            action: ``create`` | ``update`` | ``issue`` | ``delete``.
+            kind, name, detail: as in `Change`.
+            call: the SDK method; called as ``call(**kwargs)``.
+
+        Returns:
+            The call's result, or None in dry-run.
+
+        Raises:
+            Whatever ``call`` raises.
+        """
+        self.changes.append(Change(action=action, kind=kind, name=name, detail=detail))  # type: ignore[arg-type]
+        if self.dry_run:
+            return None
+        return call(**kwargs)
+
+    @property
+    def changed(self) -> bool:
+        """True when any recorded change is mutating."""
+        return any(c.mutating for c in self.changes)
+
+
+class VerifyRow(BaseModel):
+    """One probe of an issued credential.
+
+    Attributes:
+        operation: the API operation tried (``PutObject`` ...).
+        target: the bucket, or bucket/key, it was tried on.
+        expected: ``allow`` or ``deny``.
+        actual: ``allow``, ``deny``, or ``error: <code>`` for anything else.
+    """
+
+    operation: str
+    target: str
+    expected: Literal["allow", "deny"]
+    actual: str
+
+    @property
+    def ok(self) -> bool:
+        """True when the credential did what its grant says."""
+        return self.expected == self.actual
+
+
+class Provider(Protocol):
+    """What every provider implements. Constructors do no I/O.
+
+    ``apply`` ensures the resources and the credential of ``profile``: it reads, routes every mutating call
+    through ``plan``, records each created or adopted resource in ``state`` and calls ``save`` as soon as one
+    exists (``save`` is a no-op in dry-run). It returns the Grant (None in dry-run when a new credential would be
+    issued). ``verify`` probes the stored Grant's credential and returns one row per probe.
+    """
+
+    name: str
+
+    def apply(self, state: State, plan: Plan, save: Callable[[], None]) -> Grant | None: ...
+
+    def verify(self, state: State) -> list[VerifyRow]: ...
+
+
+def load_provider(profile: Profile) -> Provider:
+    """The provider for ``profile.provider``, imported lazily (cloud SDKs cost 200–400 ms to import)."""
+    if profile.provider == "s3":
+        from provision.providers.aws import AwsProvider
+
+        return AwsProvider(profile)
+    raise BadInput(f"provider {profile.provider!r} is not available in this version", "use `provision s3`")

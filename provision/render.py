@@ -1,0 +1,364 @@
+"""Render platform configuration from the Grant, through Jinja templates, and merge it into existing files.
+
+Templates (``templates/<target>/*.j2``) see only the Grant and the render options, never an SDK object. Every
+value passes a quoting filter written for the parser that will really read the file, and every rendered file is
+parsed back and compared with the intended values before anything is written: a value that cannot be written
+safely is refused (`BadInput`, exit 2), never written mangled.
+
+Readers: ``.env`` and ``docker-compose.override.yml`` are read by Docker Compose (``supervisely up -d``), whose
+dotenv dialect differs from python-dotenv (shared/REFERENCE.md §1); ``remote_links.yml`` by PyYAML-compatible
+YAML readers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from provision.errors import BadInput
+from provision.files import atomic_write
+from provision.models import Grant
+from provision.resources import packaged
+
+ENV_KEYS = (
+    "STORAGE_PROVIDER",
+    "STORAGE_ENDPOINT",
+    "STORAGE_PORT",
+    "STORAGE_ACCESS_KEY",
+    "STORAGE_SECRET_KEY",
+    "STORAGE_IAM_ROLE",
+    "STORAGE_CREDENTIALS_PATH",
+    "JUPYTER_DOWNLOAD_FILES_BEFORE_START",
+    "STORAGE_JUPYTER_SYNC",
+)
+"""The storage keys of Supervisely's ``.env`` that `provision` manages; every other line is left alone."""
+
+REMOTE_LINKS_TARGET = "/remote_links.yml"
+HTTP_STORAGE = "http-storage"
+
+_ENV_BARE = re.compile(r"^[A-Za-z0-9_./:@+,=%^~-]+$")
+_LINE = re.compile(r"((?:[ \t]*\r?\n)*)(.*?)(\r?\n)?$", re.S)
+
+
+def env_value(value: Any) -> str:
+    """Quote ``value`` for a ``.env`` so Docker Compose and python-dotenv read back exactly ``value``.
+
+    Rules (shared/REFERENCE.md §1, checked against Compose v2.40): plain characters stay bare; anything else is
+    single-quoted (literal in both parsers, ``$`` and ``#`` included); a value holding ``'`` is double-quoted
+    when it has none of ``$ \\ " ` `` (which Compose would interpolate or unescape).
+
+    Raises:
+        BadInput: the value holds a newline or NUL, or both ``'`` and one of ``$ \\ " ` ``.
+    """
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    if any(c in text for c in "\r\n\0"):
+        raise BadInput("a value for .env holds a line break or NUL, which Compose cannot read back",
+                       "use a value without line breaks")
+    if _ENV_BARE.match(text):
+        return text
+    if "'" not in text:
+        return f"'{text}'"
+    if not any(c in text for c in '$\\"`'):
+        return f'"{text}"'
+    raise BadInput(
+        f"a value for .env holds both ' and one of $ \\ \" ` ({len(text)} characters); no quoting makes Docker "
+        "Compose and python-dotenv read it the same", "use a value without a single quote")
+
+
+def yaml_str(value: Any) -> str:
+    """A YAML double-quoted scalar for ``value`` (JSON string syntax, which YAML's double quotes accept)."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def compose_path(value: Any) -> str:
+    """Escape ``$`` as ``$$`` so Compose does not interpolate a host path in a compose file."""
+    return str(value).replace("$", "$$")
+
+
+def mask(value: str) -> str:
+    """A secret as shown in output: none of its characters, only its length."""
+    return f"****({len(value)} chars, masked)"
+
+
+def secrets_of(grant: Grant) -> list[str]:
+    """The secret strings of ``grant`` (secret key, SAS token), to mask wherever they would be printed."""
+    return [s for s in (getattr(grant.auth, "secret_key", None), getattr(grant.auth, "token", None)) if s]
+
+
+def mask_text(text: str, secrets: list[str]) -> str:
+    """``text`` with each secret replaced by `mask` of it."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, mask(secret))
+    return text
+
+
+@dataclass
+class RenderedFile:
+    """One output of ``render-env``.
+
+    Attributes:
+        path: absolute destination path.
+        content: the complete new content.
+        action: ``create`` | ``update`` | ``no change``.
+        backup: where the previous content was copied (set when written over an existing file).
+        preview: the part `provision` manages (for display; may hold secrets, mask before printing).
+    """
+
+    path: Path
+    content: str
+    action: str
+    backup: Path | None = None
+    preview: str = ""
+
+
+def _environment() -> Any:
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    env = Environment(
+        loader=FileSystemLoader(str(packaged("templates"))),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters.update(env_value=env_value, yaml_str=yaml_str, compose_path=compose_path,
+                       links_endpoint=links_endpoint)
+    return env
+
+
+def _decide(path: Path, content: str, preview: str) -> RenderedFile:
+    if not path.exists():
+        return RenderedFile(path, content, "create", preview=preview)
+    old = path.read_text()
+    return RenderedFile(path, content, "no change" if old == content else "update", preview=preview)
+
+
+# ---- .env -------------------------------------------------------------------------------------------------------
+def merge_env(existing: str, block: str) -> str:
+    """Merge the rendered storage ``block`` into an existing ``.env`` text.
+
+    Parsing is python-dotenv's (``dotenv.parser.parse_stream``), whose chunks concatenate back to the input byte
+    for byte. Managed keys (`ENV_KEYS`) present in ``block`` replace their lines in place (leading blank lines
+    and the line ending kept); managed keys absent from ``block`` are removed; missing ones are appended after
+    ``block``'s comment lines. Every other chunk is kept byte for byte.
+
+    Returns:
+        The new ``.env`` text.
+    """
+    from dotenv.parser import parse_stream
+
+    wanted: dict[str, str] = {}
+    header: list[str] = []
+    for binding in parse_stream(io.StringIO(block)):
+        if binding.key:
+            wanted[binding.key] = binding.original.string.strip()
+        elif binding.original.string.strip():
+            header.append(binding.original.string.strip())
+    out, seen = [], set()
+    for binding in parse_stream(io.StringIO(existing)):
+        chunk = binding.original.string
+        if binding.key in ENV_KEYS and not binding.error:
+            lead, _, ending = _LINE.match(chunk).groups()  # type: ignore[union-attr]
+            if binding.key in wanted:
+                out.append(f"{lead}{wanted[binding.key]}{ending or ''}")
+                seen.add(binding.key)
+            else:
+                out.append(lead)
+            continue
+        out.append(chunk)
+    text = "".join(out)
+    missing = [line for key, line in wanted.items() if key not in seen]
+    if missing:
+        if text and not text.endswith("\n"):
+            text += "\n"
+        text += ("\n" if text.strip() else "") + "\n".join(header + missing) + "\n"
+    return text
+
+
+def _check_env(text: str, expected: dict[str, str]) -> None:
+    """Parse ``text`` back with python-dotenv; refuse unless each managed key reads exactly as intended."""
+    from dotenv import dotenv_values
+
+    values = dotenv_values(stream=io.StringIO(text))
+    for key, value in expected.items():
+        if values.get(key) != value:
+            raise BadInput(f"{key} would not read back as written in .env", "report this as a bug")
+    for key in set(ENV_KEYS) - set(expected):
+        if key in values:
+            raise BadInput(f"{key} would stay in .env although this grant does not use it", "report this as a bug")
+
+
+def env_expected(grant: Grant, key_file_target: str | None) -> dict[str, str]:
+    """The storage keys and values the ``.env`` must end up with for ``grant`` (what the template must produce)."""
+    values = {"STORAGE_PROVIDER": grant.storage_provider, "STORAGE_ENDPOINT": grant.endpoint}
+    if grant.port:
+        values["STORAGE_PORT"] = str(grant.port)
+    auth = grant.auth
+    if auth.kind == "key_pair":
+        values.update(STORAGE_ACCESS_KEY=auth.access_key, STORAGE_SECRET_KEY=auth.secret_key)
+    elif auth.kind == "role":
+        values["STORAGE_IAM_ROLE"] = auth.role_name
+    if key_file_target:
+        values["STORAGE_CREDENTIALS_PATH"] = key_file_target
+    values.update(JUPYTER_DOWNLOAD_FILES_BEFORE_START="true", STORAGE_JUPYTER_SYNC="true")
+    return values
+
+
+# ---- YAML files -------------------------------------------------------------------------------------------------
+def _load_yaml_mapping(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{path} is not valid YAML ({str(exc).splitlines()[0]})", "fix or move the file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BadInput(f"{path} is not a YAML mapping", "fix or move the file")
+    return data
+
+
+def _volume_target(entry: Any) -> str | None:
+    if isinstance(entry, dict):
+        return entry.get("target")
+    parts = str(entry).split(":")
+    return parts[1] if len(parts) > 1 else None
+
+
+def merge_override(existing: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
+    """Merge our ``services.<svc>.volumes`` entries into an existing compose override.
+
+    A volume of ours replaces an existing volume with the same container target; every other service, key and
+    volume is kept. ``services.<svc>.environment`` maps are merged key by key.
+    """
+    merged = json.loads(json.dumps(existing))  # a deep copy of plain YAML data
+    services = merged.setdefault("services", {})
+    for name, ours in (fragment.get("services") or {}).items():
+        service = services.setdefault(name, {}) or {}
+        services[name] = service
+        if "volumes" in ours:
+            targets = {_volume_target(v) for v in ours["volumes"]}
+            kept = [v for v in service.get("volumes", []) if _volume_target(v) not in targets]
+            service["volumes"] = kept + ours["volumes"]
+        if "environment" in ours:
+            env = service.get("environment") or {}
+            if isinstance(env, list):
+                env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+            env.update(ours["environment"])
+            service["environment"] = env
+    return merged
+
+
+def _dump_yaml(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+# ---- supervisely ------------------------------------------------------------------------------------------------
+def render_supervisely(grant: Grant, out: Path, connection: str, extra_mounts: dict[str, str] | None = None,
+                       proxy_env: dict[str, str] | None = None) -> list[RenderedFile]:
+    """Render Supervisely's ``.env``, ``docker-compose.override.yml`` and ``remote_links.yml`` into ``out``.
+
+    Nothing is written here; see `write`.
+
+    Args:
+        grant: the stored Grant.
+        out: the directory printed by ``supervisely where`` (must exist).
+        connection: the ``remote_links.yml`` connection name.
+        extra_mounts: container path -> absolute host path of extra read-only mounts in ``http-storage``
+            (the GCS key file at ``/gcs.json``).
+        proxy_env: ``services.proxy.environment`` entries (front-end cache settings), if any.
+
+    Returns:
+        The three files, each with its content and the action writing it would take.
+
+    Raises:
+        BadInput: a value cannot be written so that its reader reads it back exactly; an existing YAML file
+            is malformed.
+    """
+    import yaml
+
+    env = _environment()
+    mounts = dict(extra_mounts or {})
+    key_file_target = next(iter(mounts), None)
+    remote_links = out / "remote_links.yml"
+    mounts[REMOTE_LINKS_TARGET] = str(remote_links)
+    context = {"grant": grant, "auth": grant.auth, "connection": connection, "mounts": mounts,
+               "key_file_target": key_file_target, "proxy_env": proxy_env or {}}
+
+    # .env
+    block = env.get_template("supervisely/.env.j2").render(**context)
+    expected = env_expected(grant, key_file_target)
+    env_path = out / ".env"
+    existing = env_path.read_text() if env_path.exists() else ""
+    env_text = merge_env(existing, block) if existing else block
+    _check_env(env_text, expected)
+    files = [_decide(env_path, env_text, block)]
+
+    # remote_links.yml
+    links_text = env.get_template("supervisely/remote_links.yml.j2").render(**context)
+    ours = yaml.safe_load(links_text)
+    want = {"provider": grant.storage_provider, "endpoint": links_endpoint(grant)}
+    if grant.auth.kind == "key_pair":
+        want.update(access_key=grant.auth.access_key, secret_key=grant.auth.secret_key)
+    elif grant.auth.kind == "role":
+        want["iam_role"] = grant.auth.role_name
+    if key_file_target:
+        want["credentials_path"] = key_file_target
+    if grant.region:
+        want["region"] = grant.region
+    want["buckets"] = list(grant.buckets)
+    if ours != {connection: want}:
+        raise BadInput("remote_links.yml would not read back as written", "report this as a bug")
+    links = _load_yaml_mapping(remote_links)
+    links[connection] = ours[connection]
+    files.append(_decide(remote_links, _dump_yaml(links), _dump_yaml(ours)))
+
+    # docker-compose.override.yml
+    fragment = yaml.safe_load(env.get_template("supervisely/docker-compose.override.yml.j2").render(**context))
+    for volume in fragment["services"][HTTP_STORAGE]["volumes"]:
+        if volume["source"].replace("$$", "$") != mounts[volume["target"]]:
+            raise BadInput(f"the mount of {volume['target']} would not read back as written", "report this as a bug")
+    override_path = out / "docker-compose.override.yml"
+    merged = merge_override(_load_yaml_mapping(override_path), fragment)
+    files.append(_decide(override_path, _dump_yaml(merged), _dump_yaml(fragment)))
+    return files
+
+
+def links_endpoint(grant: Grant) -> str:
+    """The ``endpoint`` of a ``remote_links.yml`` connection: the host, with ``:port`` when not 443."""
+    if grant.port and grant.port != 443 and ":" not in grant.endpoint.split("//")[-1]:
+        return f"{grant.endpoint}:{grant.port}"
+    return grant.endpoint
+
+
+def write(files: list[RenderedFile]) -> None:
+    """Write each changed file atomically with mode 0600, after copying an existing one to
+    ``<name>.provision-backup-<UTC timestamp>`` (0600). Unchanged files are not touched.
+
+    Raises:
+        BadInput: a destination is not writable (names it).
+    """
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for f in files:
+        if f.action == "no change":
+            continue
+        try:
+            if f.action == "update":
+                f.backup = f.path.with_name(f"{f.path.name}.provision-backup-{stamp}")
+                shutil.copyfile(f.path, f.backup)
+                f.backup.chmod(0o600)
+            atomic_write(f.path, f.content.encode())
+        except OSError as exc:
+            raise BadInput(f"cannot write {f.path}: {exc.strerror}", "pass a writable --out directory") from None
