@@ -247,7 +247,8 @@ def sandbox_status(json_out: bool = JSON) -> None:
     if json_out:
         emit_json({"running": info is not None, "s3": info.s3.endpoint_url if info else None})
     elif info:
-        say(f"running: S3/IAM/STS at {info.s3.endpoint_url} (pid {info.pid}, since {info.started_at:%Y-%m-%d %H:%M} UTC)")
+        since = f"{info.started_at:%Y-%m-%d %H:%M} UTC"
+        say(f"running: S3/IAM/STS at {info.s3.endpoint_url} (pid {info.pid}, since {since})")
     else:
         say("not running; start it with: provision sandbox up")
     if info is None:

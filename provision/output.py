@@ -33,7 +33,7 @@ def error(text: str) -> None:
     """Print a one-line error to stderr, in red, with markup escaped."""
     from rich.markup import escape
 
-    console().print(f"[bold red]error:[/] {escape(text)}")
+    console().print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)
 
 
 def emit_json(document: Any) -> None:

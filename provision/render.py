@@ -133,10 +133,16 @@ def _environment() -> Any:
     return env
 
 
+def read_text_exact(path: Path) -> str:
+    """A file's text with its bytes preserved exactly: no newline translation; bytes that are not UTF-8 kept as
+    surrogate escapes (written back unchanged by `write`)."""
+    return path.read_bytes().decode("utf-8", errors="surrogateescape")
+
+
 def _decide(path: Path, content: str, preview: str) -> RenderedFile:
     if not path.exists():
         return RenderedFile(path, content, "create", preview=preview)
-    old = path.read_text()
+    old = read_text_exact(path)
     return RenderedFile(path, content, "no change" if old == content else "update", preview=preview)
 
 
@@ -186,7 +192,7 @@ def _check_env(text: str, expected: dict[str, str]) -> None:
     """Parse ``text`` back with python-dotenv; refuse unless each managed key reads exactly as intended."""
     from dotenv import dotenv_values
 
-    values = dotenv_values(stream=io.StringIO(text))
+    values = dotenv_values(stream=io.StringIO(text), interpolate=False)
     for key, value in expected.items():
         if values.get(key) != value:
             raise BadInput(f"{key} would not read back as written in .env", "report this as a bug")
@@ -301,7 +307,7 @@ def render_supervisely(grant: Grant, out: Path, connection: str, extra_mounts: d
     block = env.get_template("supervisely/.env.j2").render(**context)
     expected = env_expected(grant, key_file_target)
     env_path = out / ".env"
-    existing = env_path.read_text() if env_path.exists() else ""
+    existing = read_text_exact(env_path) if env_path.exists() else ""
     env_text = merge_env(existing, block) if existing else block
     _check_env(env_text, expected)
     files = [_decide(env_path, env_text, block)]
@@ -359,6 +365,6 @@ def write(files: list[RenderedFile]) -> None:
                 f.backup = f.path.with_name(f"{f.path.name}.provision-backup-{stamp}")
                 shutil.copyfile(f.path, f.backup)
                 f.backup.chmod(0o600)
-            atomic_write(f.path, f.content.encode())
+            atomic_write(f.path, f.content.encode("utf-8", errors="surrogateescape"))
         except OSError as exc:
             raise BadInput(f"cannot write {f.path}: {exc.strerror}", "pass a writable --out directory") from None

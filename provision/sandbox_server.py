@@ -4,7 +4,8 @@ WSGI middleware that keeps a request log and can inject faults, for tests and be
 Run as ``python -m provision.sandbox_server --ready FILE``; it binds a free port on 127.0.0.1, writes the port to
 FILE, and serves until SIGTERM. Control endpoints (loopback only, unauthenticated, never forwarded to moto):
 
-- ``GET /_sandbox/requests``: the log, a JSON list of ``{method, path, service, action, status, mutating}``.
+- ``GET /_sandbox/requests``: the log, a JSON list of
+  ``{method, path, query, service, action, status, mutating}``.
 - ``POST /_sandbox/requests/reset``: empty the log.
 - ``POST /_sandbox/faults`` with ``{"fail_mutating_at": k}``: answer the k-th mutating request from now
   (1-based) with HTTP 500 ``InternalError`` instead of passing it to moto; ``{}`` clears the fault.
@@ -61,7 +62,8 @@ class RequestLog:
         match = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
         service = match.group(1) if match else ("moto-api" if path.startswith("/moto-api") else "s3")
         mutating = is_mutating(method, service, action)
-        entry = {"method": method, "path": path, "service": service, "action": action, "mutating": mutating}
+        entry = {"method": method, "path": path, "query": environ.get("QUERY_STRING", ""), "service": service,
+                 "action": action, "mutating": mutating}
         with self.lock:
             self.entries.append(entry)
             inject = False

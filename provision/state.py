@@ -101,7 +101,8 @@ class StateStore:
             return State.model_validate(json.loads(self.path.read_text()))
         except (json.JSONDecodeError, ValidationError, UnicodeDecodeError) as exc:
             first = str(exc).splitlines()[0]
-            raise BadInput(f"state file {self.path} is corrupt ({first})", "restore it from backup or remove it") from None
+            raise BadInput(f"state file {self.path} is corrupt ({first})",
+                           "restore it from backup or remove it") from None
 
     def save(self, state: State) -> None:
         """Write ``state`` atomically with mode 0600 (the directory is created 0700)."""
