@@ -440,6 +440,16 @@ class AwsProvider:
             plan.note("no change", "instance_profile", role, f"holds role {role}")
         return Role(role_name=role)
 
+    # ---- data -------------------------------------------------------------------------------------------------
+    def objects(self, state: State, bucket: str, write: bool) -> Any:
+        """An `S3Objects` store for ``bucket``: the grant's key when it can do the job (reads; writes only with
+        a ``full`` grant), else the admin credentials."""
+        grant = state.grant
+        key = grant.auth if grant is not None and isinstance(grant.auth, KeyPair) else None
+        if key is not None and write and grant is not None and grant.access != Access.full:
+            key = None
+        return S3Objects(self.client("s3", key), bucket)
+
     # ---- verify -----------------------------------------------------------------------------------------------
     def verify(self, state: State) -> list[VerifyRow]:
         """Probe the stored access key against its grant.
@@ -525,3 +535,57 @@ class AwsProvider:
             if _code(exc) not in ("NoSuchBucket", "404"):
                 raise ProvisionError(f"verify could not remove its probe objects: {exc}",
                                      f"delete bucket {other} and keys {probe_key}* by hand") from None
+
+
+class S3Objects:
+    """`provision.objects.ObjectStore` over one boto3 S3 client and one bucket."""
+
+    url_scheme = "s3"
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    def list(self, prefix: str = "") -> Any:
+        from provision.objects import ObjectInfo
+
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield ObjectInfo(item["Key"], item["Size"], item.get("ETag", "").strip('"'))
+
+    def head(self, key: str) -> Any:
+        from botocore.exceptions import ClientError
+
+        from provision.objects import ObjectInfo
+
+        try:
+            got = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return ObjectInfo(key, got["ContentLength"], got.get("ETag", "").strip('"'))
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        from botocore.exceptions import ClientError
+
+        try:
+            got = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}")
+        except ClientError as exc:
+            if _code(exc) == "InvalidRange":  # empty object, or start past the end
+                return b""
+            raise
+        return got["Body"].read()
+
+    def read(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        extra = {"ContentType": content_type} if content_type else {}
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
+
+    def put_file(self, key: str, path: Any) -> None:
+        self.client.upload_file(str(path), self.bucket, key)

@@ -96,6 +96,10 @@ class Provider(Protocol):
 
     def verify(self, state: State) -> list[VerifyRow]: ...
 
+    def objects(self, state: State, bucket: str, write: bool) -> Any:
+        """An `provision.objects.ObjectStore` for ``bucket`` (see `provision.objects.open_store`)."""
+        ...
+
 
 def load_provider(profile: Profile) -> Provider:
     """The provider for ``profile.provider``, imported lazily (cloud SDKs cost 200–400 ms to import)."""
