@@ -31,6 +31,8 @@ ENV = typer.Option("default", "--env", help="Environment: state in .provision/<e
 DRY_RUN = typer.Option(False, "--dry-run", help="Print the plan; make no change at all.")
 JSON = typer.Option(False, "--json", help="Print one JSON document on stdout (human text goes to stderr).")
 SHOW = typer.Option(False, "--show-secrets", help="Print secrets instead of masking them.")
+ROTATE = typer.Option(False, "--rotate", help="Issue a new secret, verify it, re-render, then revoke the old one.")
+NO_VERIFY = typer.Option(False, "--no-verify", help="Skip probing a new or changed credential.")
 
 
 def _errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,6 +66,8 @@ def s3_command(
     user: str | None = typer.Option(None, "--user", help="IAM user name (default provision-<prefix>-<access>)."),
     region: str | None = typer.Option(None, "--region", help="Bucket region (default: the SDK's, or us-east-1)."),
     endpoint_url: str | None = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (MinIO...)."),
+    rotate: bool = ROTATE,
+    no_verify: bool = NO_VERIFY,
     env: str = ENV,
     dry_run: bool = DRY_RUN,
     json_out: bool = JSON,
@@ -76,11 +80,15 @@ def s3_command(
         raise BadInput("--readonly and --full are mutually exclusive", "pass one of them")
     overrides = {"buckets": buckets, "prefix": prefix, "iam_role": iam_role, "user": user, "region": region,
                  "endpoint_url": endpoint_url, "access": "full" if full else ("readonly" if readonly else None)}
-    _provision("s3", env, overrides, dry_run, json_out, show_secrets)
+    _provision("s3", env, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
 
 
 def _provision(provider: str, env: str, overrides: dict[str, Any], dry_run: bool, json_out: bool,
-               show_secrets: bool) -> None:
+               show_secrets: bool, rotate: bool = False, verify: bool = True) -> None:
+    """Apply one provider's profile: plan/apply, verify a changed credential, re-render after a new secret,
+    then run deferred revocations (the old key goes last)."""
+    from provision.errors import VerifyFailed
+    from provision.lifecycle import probeable, rerender, verify_until_settled
     from provision.output import changes_table, emit_json, grant_summary, grant_view, say
     from provision.profiles import load_profile
     from provision.providers.base import Plan, load_provider
@@ -97,24 +105,42 @@ def _provision(provider: str, env: str, overrides: dict[str, Any], dry_run: bool
             raise BadInput(f"environment {env!r} already holds a {state.provider} grant",
                            "use another --env, or `provision destroy` it first")
         before = state.model_dump(exclude={"updated_at"})
-        plan = Plan(dry_run=dry_run)
+        old_auth = state.grant.auth if state.grant else None
+        plan = Plan(dry_run=dry_run, rotate=rotate)
         save = (lambda: None) if dry_run else (lambda: store.save(state))
         if not dry_run:
             state.provider = provider
             state.inputs = profile.model_dump(mode="json")
         grant = prov.apply(state, plan, save)
+        rows: list[Any] = []
         if not dry_run:
             state.grant = grant
             if state.model_dump(exclude={"updated_at"}) != before:
                 store.save(state)
+            if plan.changed and verify and probeable(grant):
+                rows = verify_until_settled(prov, state)
+                bad = [r for r in rows if not r.ok]
+                if bad:
+                    raise VerifyFailed(
+                        "the credential does not match its grant: " + "; ".join(
+                            f"{r.operation} on {r.target}: expected {r.expected}, got {r.actual}" for r in bad),
+                        "nothing old was revoked; inspect with `provision verify`, then re-run")
+            if grant is not None and grant.auth != old_auth and state.renders:
+                for path in rerender(state):
+                    say(f"re-rendered {path}")
+            plan.run_deferred()
+            store.save(state)
     title = "plan (dry run: nothing was changed)" if dry_run else f"provision {provider} — env {env}"
     if json_out:
         emit_json({"env": env, "dry_run": dry_run, "changed": plan.changed,
                    "changes": [c.model_dump() for c in plan.changes],
+                   "verify": [dict(r.model_dump(), ok=r.ok) for r in rows],
                    "grant": grant_view(grant, show_secrets) if grant else None,
                    "state_file": str(store.path)})
         return
     changes_table(plan.changes, title)
+    if rows:
+        say(f"verify: all {len(rows)} probes match the grant")
     if grant is not None:
         grant_summary(grant, show_secrets)
     if not dry_run:
@@ -154,9 +180,10 @@ def render_env_command(
         files = render_supervisely(state.grant, out, connection or f"provision-{env}")
         if not dry_run:
             write(files)
-            rendered = sorted(set(state.rendered) | {str(f.path) for f in files})
-            if rendered != state.rendered:
-                state.rendered = rendered
+            from provision.state import RenderRecord
+
+            options = {"connection": connection} if connection else {}
+            if state.remember_render(RenderRecord(target=target, out=str(out), options=options)):
                 store.save(state)
     secrets = [] if show_secrets else secrets_of(state.grant)
     if json_out:
@@ -209,6 +236,93 @@ def verify_command(env: str = ENV, json_out: bool = JSON) -> None:
         names = "; ".join(f"{r.operation} on {r.target}: expected {r.expected}, got {r.actual}" for r in bad)
         raise VerifyFailed(f"{len(bad)} probe(s) do not match the grant: {names}",
                            "re-run the provision command to restore the policy, then verify again")
+
+
+@app.command("status")
+@_errors
+def status_command(env: str = ENV, json_out: bool = JSON) -> None:
+    """Live resources vs the state file: missing, drifted, deleted or expiring, each with the command to fix it."""
+    from provision.errors import BadInput
+    from provision.lifecycle import drift
+    from provision.output import console, emit_json, say
+    from provision.profiles import Profile
+    from provision.providers.base import load_provider
+    from provision.state import StateStore
+
+    store = StateStore(env)
+    state = store.load()
+    if state.grant is None and not state.resources:
+        raise BadInput(f"nothing provisioned in environment {env!r}", f"run `provision s3 --env {env}` first")
+    rows = drift(load_provider(Profile.model_validate(state.inputs)), state)
+    if json_out:
+        emit_json({"env": env, "in_sync": not rows, "rows": rows, "resources": [
+            r.model_dump() for r in state.resources]})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"status — env {env}: {len(state.resources)} resources recorded", title_justify="left")
+    for column in ("resource", "name", "created by provision"):
+        table.add_column(column)
+    for r in state.resources:
+        table.add_row(r.kind, r.name if not r.parent else f"{r.parent}/{r.name}", "yes" if r.created else "adopted")
+    console().print(table)
+    if not rows:
+        say("[green]in sync: the cloud matches the state file[/]")
+        return
+    problems = Table(title="drift", title_justify="left")
+    for column in ("resource", "name", "problem", "fix"):
+        problems.add_column(column)
+    for row in rows:
+        problems.add_row(row["resource"], row["name"], f"[yellow]{row['problem']}[/]", row["fix"])
+    console().print(problems)
+
+
+@app.command("destroy")
+@_errors
+def destroy_command(
+    env: str = ENV,
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation (needed without a terminal)."),
+    delete_data: bool = typer.Option(False, "--delete-data", help="Also delete objects in buckets it created."),
+    dry_run: bool = DRY_RUN,
+    json_out: bool = JSON,
+) -> None:
+    """Delete, newest first, what provision created (keys, policies, users, roles, empty buckets); never what it
+    adopted."""
+    from provision.errors import BadInput
+    from provision.output import changes_table, emit_json, say
+    from provision.profiles import Profile
+    from provision.providers.base import Plan, load_provider
+    from provision.state import StateStore
+
+    store = StateStore(env)
+    if not store.exists():
+        raise BadInput(f"nothing provisioned in environment {env!r}", "check --env")
+    if not yes and not dry_run:
+        if not sys.stdin.isatty():
+            raise BadInput("destroy needs confirmation and there is no terminal to ask", "pass --yes")
+        typer.confirm(f"Delete everything provision created in environment {env!r}?", abort=True)
+    with store.lock():
+        state = store.load()
+        plan = Plan(dry_run=dry_run)
+        save = (lambda: None) if dry_run else (lambda: store.save(state))
+        kept = load_provider(Profile.model_validate(state.inputs)).destroy(state, plan, save, delete_data)
+        rendered = [r.out for r in state.renders]
+        if not dry_run:
+            state.grant = None
+            state.renders = []
+            if state.resources:
+                store.save(state)
+            else:
+                store.path.unlink(missing_ok=True)
+    if json_out:
+        emit_json({"env": env, "dry_run": dry_run, "changes": [c.model_dump() for c in plan.changes],
+                   "left_in_place": kept})
+        return
+    changes_table(plan.changes, "plan (dry run: nothing was deleted)" if dry_run else f"destroy — env {env}")
+    if kept:
+        say("left in place (adopted, never deleted): " + ", ".join(kept))
+    if rendered and not dry_run:
+        say("the files rendered into " + ", ".join(rendered) + " still name the deleted credential")
 
 
 @sandbox_app.command("up")

@@ -368,3 +368,20 @@ def write(files: list[RenderedFile]) -> None:
             atomic_write(f.path, f.content.encode("utf-8", errors="surrogateescape"))
         except OSError as exc:
             raise BadInput(f"cannot write {f.path}: {exc.strerror}", "pass a writable --out directory") from None
+
+
+def render_target(target: str, state: Any, out: Path, options: dict[str, Any]) -> list[RenderedFile]:
+    """Render ``target``'s files for the grant of ``state`` into ``out`` (nothing written; see `write`).
+
+    Args:
+        target: ``supervisely`` (more targets register here).
+        state: the environment's `provision.state.State` (its ``grant`` must be set).
+        out: destination directory.
+        options: render options (``connection``: the remote_links.yml connection name).
+
+    Raises:
+        BadInput: unknown target, or a value that cannot be written safely.
+    """
+    if target == "supervisely":
+        return render_supervisely(state.grant, out, options.get("connection") or f"provision-{state.env}")
+    raise BadInput(f"unknown --target {target!r}", "use --target supervisely")

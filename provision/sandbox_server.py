@@ -7,8 +7,10 @@ FILE, and serves until SIGTERM. Control endpoints (loopback only, unauthenticate
 - ``GET /_sandbox/requests``: the log, a JSON list of
   ``{method, path, query, service, action, status, mutating}``.
 - ``POST /_sandbox/requests/reset``: empty the log.
-- ``POST /_sandbox/faults`` with ``{"fail_mutating_at": k}``: answer the k-th mutating request from now
-  (1-based) with HTTP 500 ``InternalError`` instead of passing it to moto; ``{}`` clears the fault.
+- ``POST /_sandbox/faults`` with ``{"fail_mutating_at": k, "count": n}``: answer the k-th mutating request from
+  now (1-based) and the n-1 mutating requests after it (default n=1; the SDKs retry a 500, so pass n greater
+  than their attempts to make an operation fail for good) with HTTP 500 ``InternalError`` instead of passing
+  them to moto; ``{}`` clears the fault.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class RequestLog:
         self.app = app
         self.entries: list[dict[str, Any]] = []
         self.fail_mutating_at: int | None = None
+        self.fail_count = 1
         self.lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -69,8 +72,11 @@ class RequestLog:
             inject = False
             if mutating and self.fail_mutating_at is not None:
                 self.fail_mutating_at -= 1
-                if self.fail_mutating_at == 0:
-                    inject, self.fail_mutating_at = True, None
+                if self.fail_mutating_at <= 0:
+                    inject = True
+                    self.fail_count -= 1
+                    if self.fail_count <= 0:
+                        self.fail_mutating_at = None
         if inject:
             entry["status"] = 500
             start_response("500 Internal Server Error", [("Content-Type", "application/xml")])
@@ -93,7 +99,9 @@ class RequestLog:
                 self.entries = []
                 payload = {"ok": True}
             elif path == "/_sandbox/faults" and method == "POST":
-                self.fail_mutating_at = (json.loads(body or b"{}") or {}).get("fail_mutating_at")
+                fault = json.loads(body or b"{}") or {}
+                self.fail_mutating_at = fault.get("fail_mutating_at")
+                self.fail_count = int(fault.get("count", 1))
                 payload = {"ok": True}
             else:
                 start_response("404 Not Found", [("Content-Type", "application/json")])

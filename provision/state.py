@@ -27,6 +27,22 @@ def state_dir() -> Path:
     return Path(os.environ.get("PROVISION_STATE_DIR") or ".provision").absolute()
 
 
+class RenderRecord(BaseModel):
+    """One ``render-env`` run to repeat when the secret changes (``--rotate``).
+
+    Attributes:
+        target: ``supervisely`` | ``cvat`` | ``onepanel``.
+        out: absolute output directory.
+        options: the render options given (connection name, ...), as strings.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str
+    out: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class State(BaseModel):
     """What `provision` knows about one environment.
 
@@ -36,7 +52,7 @@ class State(BaseModel):
         inputs: the validated profile of the last apply (no secrets), used to spot a changed re-run.
         grant: the Grant, or None until a credential exists.
         resources: every resource created or adopted, in creation order.
-        rendered: absolute paths of files ``render-env`` wrote from this grant.
+        renders: the ``render-env`` runs made from this grant (repeated after a rotation).
         updated_at: UTC time of the last save.
     """
 
@@ -48,8 +64,18 @@ class State(BaseModel):
     inputs: dict[str, Any] = Field(default_factory=dict)
     grant: Grant | None = None
     resources: list[Resource] = Field(default_factory=list)
-    rendered: list[str] = Field(default_factory=list)
+    renders: list[RenderRecord] = Field(default_factory=list)
     updated_at: datetime | None = None
+
+    def remember_render(self, record: RenderRecord) -> bool:
+        """Record a render-env run (one per target and directory). Returns True when the record is new or changed."""
+        old = next((r for r in self.renders if r.target == record.target and r.out == record.out), None)
+        if old == record:
+            return False
+        if old is not None:
+            self.renders.remove(old)
+        self.renders.append(record)
+        return True
 
     def find(self, kind: str, name: str) -> Resource | None:
         """The recorded resource of ``kind`` named ``name``, or None."""

@@ -353,16 +353,23 @@ class AwsProvider:
 
         stored = state.grant.auth if state.grant and isinstance(state.grant.auth, KeyPair) else None
         keys = [] if new else iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+        rotating = False
         if stored is not None and any(k["AccessKeyId"] == stored.access_key for k in keys):
-            plan.note("no change", "access_key", stored.access_key, f"of {user}")
-            return stored
+            if not plan.rotate:
+                plan.note("no change", "access_key", stored.access_key, f"of {user}")
+                return stored
+            rotating = True
         if len(keys) >= 2:
             raise CloudRefused(
                 f"IAM user {user!r} already has 2 access keys, the IAM limit, and none of them is in the state file",
                 "delete one it does not need, or pass another --user",
             )
-        created = plan.write("issue", "access_key", user, "new access key (probed until IAM accepts it)",
-                             iam.create_access_key, UserName=user)
+        detail = "rotation: new access key" if rotating else "new access key (probed until IAM accepts it)"
+        created = plan.write("issue", "access_key", user, detail, iam.create_access_key, UserName=user)
+        if rotating and stored is not None:
+            plan.defer("delete", "access_key", stored.access_key, "the old key, once the new one works and the "
+                       "rendered files hold it", self._delete_key, iam=iam, state=state, save=save, user=user,
+                       key_id=stored.access_key)
         if created is None:
             return None
         key = KeyPair(access_key=created["AccessKey"]["AccessKeyId"],
@@ -373,6 +380,17 @@ class AwsProvider:
         save()
         self.wait_for_key(key)
         return key
+
+    def _delete_key(self, iam: Any, state: State, save: Callable[[], None], user: str, key_id: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            iam.delete_access_key(UserName=user, AccessKeyId=key_id)
+        except ClientError as exc:
+            if _code(exc) != "NoSuchEntity":
+                raise
+        state.forget("access_key", key_id)
+        save()
 
     def wait_for_key(self, key: KeyPair) -> None:
         """Probe a new key with ListObjectsV2 (MaxKeys=1) on the first bucket, backing off from 0.5 s to 8 s,
@@ -439,6 +457,122 @@ class AwsProvider:
         elif profile is not None and current is not None:
             plan.note("no change", "instance_profile", role, f"holds role {role}")
         return Role(role_name=role)
+
+    # ---- destroy ----------------------------------------------------------------------------------------------
+    def destroy(self, state: State, plan: Plan, save: Callable[[], None], delete_data: bool) -> list[str]:
+        """Delete what `provision` created, newest first; adopted resources are only forgotten.
+
+        An inline policy or access key that `provision` added to an adopted user or role is removed (it is ours);
+        the adopted user, role or bucket stays, with its objects.
+
+        Returns:
+            Names of adopted resources left in place.
+
+        Raises:
+            BadInput: a bucket `provision` created still holds objects and ``delete_data`` is False (checked
+                before anything is deleted).
+            CloudRefused / PartialFailure: the cloud refused a deletion; state keeps what still exists.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        s3, iam = self.client("s3"), self.client("iam")
+        ours = [r for r in reversed(state.resources) if r.created]
+        if not delete_data:
+            for r in ours:
+                if r.kind == "bucket" and self._bucket_has_objects(s3, r.name):
+                    raise BadInput(f"bucket {r.name!r} (created by provision) still holds objects",
+                                   "pass --delete-data to delete them with it, or empty it first")
+        kept = [f"{r.kind} {r.name}" for r in state.resources if not r.created]
+        try:
+            for r in ours:
+                self._delete(s3, iam, r, plan)
+                if not plan.dry_run:
+                    state.forget(r.kind, r.name)
+                    save()
+        except (ClientError, BotoCoreError) as exc:
+            raise PartialFailure(f"AWS refused a deletion: {exc}",
+                                 "state keeps what still exists; fix the cause and run destroy again") from None
+        return kept
+
+    def _bucket_has_objects(self, s3: Any, bucket: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            return bool(s3.list_object_versions(Bucket=bucket, MaxKeys=1).get("Versions")
+                        or s3.list_objects_v2(Bucket=bucket, MaxKeys=1).get("KeyCount"))
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchBucket", "404"):
+                return False
+            raise
+
+    def _delete(self, s3: Any, iam: Any, r: Resource, plan: Plan) -> None:
+        """Delete one created resource; one that is already gone counts as deleted."""
+        from botocore.exceptions import ClientError
+
+        try:
+            if r.kind == "access_key":
+                plan.write("delete", r.kind, r.name, f"of {r.parent}", iam.delete_access_key, UserName=r.parent,
+                           AccessKeyId=r.name)
+            elif r.kind == "user_policy":
+                plan.write("delete", r.kind, f"{r.parent}/{r.name}", "inline policy", iam.delete_user_policy,
+                           UserName=r.parent, PolicyName=r.name)
+            elif r.kind == "role_policy":
+                plan.write("delete", r.kind, f"{r.parent}/{r.name}", "inline policy", iam.delete_role_policy,
+                           RoleName=r.parent, PolicyName=r.name)
+            elif r.kind == "iam_user":
+                self._empty_user(iam, r.name, plan)
+                plan.write("delete", r.kind, r.name, "IAM user", iam.delete_user, UserName=r.name)
+            elif r.kind == "instance_profile":
+                roles = iam.get_instance_profile(InstanceProfileName=r.name)["InstanceProfile"]["Roles"]
+                for role in roles:
+                    plan.write("update", r.kind, r.name, f"remove role {role['RoleName']}",
+                               iam.remove_role_from_instance_profile, InstanceProfileName=r.name,
+                               RoleName=role["RoleName"])
+                plan.write("delete", r.kind, r.name, "instance profile", iam.delete_instance_profile,
+                           InstanceProfileName=r.name)
+            elif r.kind == "iam_role":
+                for profile in iam.list_instance_profiles_for_role(RoleName=r.name)["InstanceProfiles"]:
+                    plan.write("update", "instance_profile", profile["InstanceProfileName"], f"remove role {r.name}",
+                               iam.remove_role_from_instance_profile,
+                               InstanceProfileName=profile["InstanceProfileName"], RoleName=r.name)
+                for name in iam.list_role_policies(RoleName=r.name)["PolicyNames"]:
+                    plan.write("delete", "role_policy", f"{r.name}/{name}", "inline policy", iam.delete_role_policy,
+                               RoleName=r.name, PolicyName=name)
+                plan.write("delete", r.kind, r.name, "IAM role", iam.delete_role, RoleName=r.name)
+            elif r.kind == "bucket":
+                self._empty_bucket(s3, r.name, plan)
+                plan.write("delete", r.kind, r.name, "bucket", s3.delete_bucket, Bucket=r.name)
+        except ClientError as exc:
+            if _code(exc) not in ("NoSuchEntity", "NoSuchBucket", "404"):
+                raise
+            plan.note("no change", r.kind, r.name, "already gone")
+
+    def _empty_user(self, iam: Any, user: str, plan: Plan) -> None:
+        """Remove what IAM requires gone before DeleteUser: remaining keys and inline/attached policies."""
+        done = {c.name for c in plan.changes if c.action == "delete"}
+        for key in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]:
+            if key["AccessKeyId"] in done:
+                continue
+            plan.write("delete", "access_key", key["AccessKeyId"], f"of {user}", iam.delete_access_key,
+                       UserName=user, AccessKeyId=key["AccessKeyId"])
+        for name in iam.list_user_policies(UserName=user)["PolicyNames"]:
+            if f"{user}/{name}" in done:
+                continue
+            plan.write("delete", "user_policy", f"{user}/{name}", "inline policy", iam.delete_user_policy,
+                       UserName=user, PolicyName=name)
+        for attached in iam.list_attached_user_policies(UserName=user)["AttachedPolicies"]:
+            plan.write("update", "iam_user", user, f"detach {attached['PolicyArn']}", iam.detach_user_policy,
+                       UserName=user, PolicyArn=attached["PolicyArn"])
+
+    def _empty_bucket(self, s3: Any, bucket: str, plan: Plan) -> None:
+        """Delete every object version in ``bucket`` (only reached with --delete-data or when already empty)."""
+        paginator = s3.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=bucket):
+            items = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                     for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            if items:
+                plan.write("delete", "objects", bucket, f"{len(items)} object versions", s3.delete_objects,
+                           Bucket=bucket, Delete={"Objects": items, "Quiet": True})
 
     # ---- data -------------------------------------------------------------------------------------------------
     def objects(self, state: State, bucket: str, write: bool) -> Any:

@@ -25,11 +25,14 @@ class Plan:
 
     Args:
         dry_run: when True, `write` records the change and returns None without calling anything.
+        rotate: issue a new secret even when the stored one still works (``--rotate``).
     """
 
-    def __init__(self, dry_run: bool = False) -> None:
+    def __init__(self, dry_run: bool = False, rotate: bool = False) -> None:
         self.dry_run = dry_run
+        self.rotate = rotate
         self.changes: list[Change] = []
+        self.deferred: list[tuple[Callable[..., Any], dict[str, Any]]] = []
 
     def note(self, action: str, kind: str, name: str, detail: str = "") -> None:
         """Record a change that needs no mutating call (``adopt``, ``no change``)."""
@@ -53,6 +56,22 @@ class Plan:
         if self.dry_run:
             return None
         return call(**kwargs)
+
+    def defer(self, action: str, kind: str, name: str, detail: str, call: Callable[..., Any], **kwargs: Any) -> None:
+        """Record a mutating change now and perform it in `run_deferred` (e.g. revoking an old key only after
+        the new one is verified and the files holding it are re-rendered)."""
+        self.changes.append(Change(action=action, kind=kind, name=name, detail=detail))  # type: ignore[arg-type]
+        self.deferred.append((call, kwargs))
+
+    def run_deferred(self) -> None:
+        """Perform the deferred changes, in order (nothing in dry-run)."""
+        while self.deferred and not self.dry_run:
+            call, kwargs = self.deferred.pop(0)
+            call(**kwargs)
+
+    def touched(self, *kinds: str) -> bool:
+        """True when a mutating change was made to a resource of one of ``kinds``."""
+        return any(c.mutating and c.kind in kinds for c in self.changes)
 
     @property
     def changed(self) -> bool:
@@ -87,7 +106,9 @@ class Provider(Protocol):
     ``apply`` ensures the resources and the credential of ``profile``: it reads, routes every mutating call
     through ``plan``, records each created or adopted resource in ``state`` and calls ``save`` as soon as one
     exists (``save`` is a no-op in dry-run). It returns the Grant (None in dry-run when a new credential would be
-    issued). ``verify`` probes the stored Grant's credential and returns one row per probe.
+    issued). ``verify`` probes the stored Grant's credential and returns one row per probe. ``destroy`` deletes,
+    in reverse creation order, what state marks as created (never an adopted resource), forgetting each one in
+    state as it goes, and returns the names of what it left in place.
     """
 
     name: str
@@ -95,6 +116,8 @@ class Provider(Protocol):
     def apply(self, state: State, plan: Plan, save: Callable[[], None]) -> Grant | None: ...
 
     def verify(self, state: State) -> list[VerifyRow]: ...
+
+    def destroy(self, state: State, plan: Plan, save: Callable[[], None], delete_data: bool) -> list[str]: ...
 
     def objects(self, state: State, bucket: str, write: bool) -> Any:
         """An `provision.objects.ObjectStore` for ``bucket`` (see `provision.objects.open_store`)."""

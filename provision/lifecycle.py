@@ -1,0 +1,93 @@
+"""Provider-neutral lifecycle steps shared by the commands: verify with back-off, re-render after a secret
+changed, drift (status), and the command that restores an environment."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from provision.models import Grant
+from provision.providers.base import Plan, Provider, VerifyRow
+from provision.state import State
+
+EXPIRY_WARNING = timedelta(days=14)
+"""A SAS or key expiring sooner than this is reported by ``status``."""
+PROBE_AUTHS = ("key_pair", "sas", "key_file")
+"""Credential kinds `verify` can probe from here (a role or an ambient identity lives on the platform's VM)."""
+
+
+def probeable(grant: Grant | None) -> bool:
+    """True when ``grant`` carries a credential that `verify` can use from this machine."""
+    return grant is not None and grant.auth.kind in PROBE_AUTHS
+
+
+def verify_until_settled(provider: Provider, state: State, timeout: float = 60.0) -> list[VerifyRow]:
+    """Run ``provider.verify`` until every row matches or ``timeout`` seconds pass (IAM, RBAC and bucket IAM are
+    eventually consistent), backing off from 1 s to 8 s. Returns the last rows."""
+    delay, deadline = 1.0, time.monotonic() + timeout
+    while True:
+        rows = provider.verify(state)
+        if all(r.ok for r in rows) or time.monotonic() + delay > deadline:
+            return rows
+        time.sleep(delay)
+        delay = min(delay * 2, 8.0)
+
+
+def rerender(state: State) -> list[Path]:
+    """Repeat every recorded ``render-env`` run with the current grant (after a rotation). Returns the paths
+    written. Raises what `provision.render` raises."""
+    from provision.render import render_target, write
+
+    if state.grant is None:
+        return []
+    written: list[Path] = []
+    for record in state.renders:
+        files = render_target(record.target, state, Path(record.out), record.options)
+        write(files)
+        written += [f.path for f in files if f.action != "no change"]
+    return written
+
+
+def reapply_command(state: State) -> str:
+    """The ``provision <provider> ...`` command line that re-applies the stored inputs of ``state``."""
+    inputs: dict[str, Any] = state.inputs
+    parts = ["provision", state.provider or "s3", "--env", state.env]
+    parts += list(inputs.get("buckets") or [])
+    for key, value in inputs.items():
+        if key in ("buckets", "provider", "sandbox") or value in (None, False, [], ""):
+            continue
+        if key == "access":
+            parts.append(f"--{value}")
+        elif value is True:
+            parts.append(f"--{key.replace('_', '-')}")
+        else:
+            parts += [f"--{key.replace('_', '-')}", str(value)]
+    return shlex.join(parts)
+
+
+def drift(provider: Provider, state: State, now: datetime | None = None) -> list[dict[str, str]]:
+    """What differs between the cloud and ``state``: the plan a re-apply would make (read-only calls only),
+    plus credentials expiring within `EXPIRY_WARNING`.
+
+    Returns:
+        One row per finding: ``{"resource", "name", "problem", "fix"}``; empty when all is in sync.
+    """
+    copy = state.model_copy(deep=True)
+    plan = Plan(dry_run=True)
+    provider.apply(copy, plan, lambda: None)
+    fix = reapply_command(state)
+    problems = {"create": "missing", "update": "drifted", "issue": "credential missing or unusable",
+                "delete": "extra"}
+    rows = [{"resource": c.kind, "name": c.name, "problem": f"{problems[c.action]}: {c.detail}", "fix": fix}
+            for c in plan.changes if c.mutating]
+    expires = getattr(state.grant.auth, "expires_at", None) if state.grant else None
+    if expires is not None:
+        left = expires - (now or datetime.now(timezone.utc))
+        if left < EXPIRY_WARNING:
+            what = "expired" if left.total_seconds() <= 0 else f"expires in {left.days} d {left.seconds // 3600} h"
+            rows.append({"resource": state.grant.auth.kind, "name": expires.isoformat(), "problem": what,
+                         "fix": fix + " --rotate"})
+    return rows
