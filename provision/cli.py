@@ -150,22 +150,50 @@ def _provision(provider: str, env: str, overrides: dict[str, Any], dry_run: bool
 @app.command("render-env")
 @_errors
 def render_env_command(
-    target: str = typer.Option("supervisely", "--target", help="supervisely (more targets to come)."),
+    target: str = typer.Option("supervisely", "--target", help="supervisely, cvat or onepanel."),
     out: Path = typer.Option(Path("."), "--out", help="Directory to write into (Supervisely: `supervisely where`)."),
     connection: str | None = typer.Option(None, "--connection", help="remote_links.yml connection name."),
+    bucket: str | None = typer.Option(None, "--bucket", help="cvat, onepanel: the grant's bucket to use "
+                                      "(default: the first)."),
+    display_name: str | None = typer.Option(None, "--display-name", help="cvat: display name (default: bucket)."),
+    manifest: list[str] | None = typer.Option(None, "--manifest", metavar="KEY",
+                                              help="cvat: a manifest key in the bucket (repeatable)."),
+    namespace: str | None = typer.Option(None, "--namespace", help="onepanel: the Onepanel namespace (required)."),
+    sync_dir: str | None = typer.Option(None, "--sync-dir", help="onepanel: file syncer directory, relative to "
+                                        "the namespace, or /PATH from the bucket root (default: workflow-data)."),
+    model_dir: str | None = typer.Option(None, "--model-dir", help="onepanel: trained-model folder inside the "
+                                         "sync directory (default: output)."),
     env: str = ENV,
     dry_run: bool = DRY_RUN,
     json_out: bool = JSON,
     show_secrets: bool = SHOW,
 ) -> None:
-    """Render .env, docker-compose.override.yml and remote_links.yml from the stored grant, merged into DIR."""
+    """Render the platform's files from the stored grant into DIR: supervisely .env, docker-compose.override.yml
+    and remote_links.yml (merged); cvat cvat-cloudstorage.json; onepanel onepanel.env (+ its bucket folders)."""
+    import json
+
     from provision.errors import BadInput
     from provision.output import emit_json, say
     from provision.render import mask_text, render_supervisely, secrets_of, write
     from provision.state import StateStore
 
-    if target != "supervisely":
-        raise BadInput(f"unknown --target {target!r}", "use --target supervisely")
+    if target not in ("supervisely", "cvat", "onepanel"):
+        raise BadInput(f"unknown --target {target!r}", "use --target supervisely, cvat or onepanel")
+    given = {"--connection": connection, "--bucket": bucket, "--display-name": display_name,
+             "--manifest": manifest, "--namespace": namespace, "--sync-dir": sync_dir, "--model-dir": model_dir}
+    allowed = {"supervisely": {"--connection"}, "cvat": {"--bucket", "--display-name", "--manifest"},
+               "onepanel": {"--bucket", "--namespace", "--sync-dir", "--model-dir"}}[target]
+    stray = [flag for flag, value in given.items() if value and flag not in allowed]
+    if stray:
+        raise BadInput(f"{', '.join(stray)} does not apply to --target {target}", f"drop {', '.join(stray)}")
+    layout = None
+    if target == "onepanel":
+        from provision.render import onepanel_layout
+
+        if not namespace:
+            raise BadInput("--target onepanel needs --namespace", "pass your Onepanel namespace, e.g. --namespace "
+                           "default")
+        layout = onepanel_layout(namespace, sync_dir or "workflow-data", model_dir or "output")
     store = StateStore(env)
     if not store.exists():
         raise BadInput(f"nothing provisioned in environment {env!r} yet ({store.path} does not exist)",
@@ -177,19 +205,48 @@ def render_env_command(
         state = store.load()
         if state.grant is None:
             raise BadInput(f"environment {env!r} has no credential yet", f"run `provision s3 --env {env}` first")
-        files = render_supervisely(state.grant, out, connection or f"provision-{env}")
+        folders: list[str] = []
+        if target == "cvat":
+            from provision.render import render_cvat
+
+            files = render_cvat(state.grant, out, bucket, display_name, manifest)
+        elif layout is not None:
+            from provision.objects import open_store
+            from provision.onepanel import ensure_folders
+            from provision.render import render_onepanel
+
+            files = render_onepanel(state.grant, out, layout, bucket)
+            folder_store = open_store(state, bucket or state.grant.buckets[0], write=True)
+            folders = ensure_folders(folder_store, layout.prefixes, dry_run=dry_run)
+        else:
+            files = render_supervisely(state.grant, out, connection or f"provision-{env}")
         if not dry_run:
             write(files)
             from provision.state import RenderRecord
 
-            options = {"connection": connection} if connection else {}
-            if state.remember_render(RenderRecord(target=target, out=str(out), options=options)):
+            options: dict[str, Any] = {k: v for k, v in {
+                "connection": connection, "bucket": bucket, "display_name": display_name,
+                "manifests": manifest}.items() if v}
+            if target != "onepanel" and state.remember_render(RenderRecord(target=target, out=str(out),
+                                                                           options=options)):
                 store.save(state)
     secrets = [] if show_secrets else secrets_of(state.grant)
+    secrets += [json.dumps(s)[1:-1] for s in secrets]  # as they appear inside JSON strings
+    warning = None
+    if layout is not None and not layout.inside:
+        warning = (f"the sync directory {layout.sync_prefix} is outside namespace {layout.namespace}: CVAT stores "
+                   f"trained models under {layout.model_prefix}, which the file syncer does not download, so "
+                   "trained models will have to be uploaded to CVAT by hand")
     if json_out:
-        emit_json({"env": env, "dry_run": dry_run, "files": [
+        document: dict[str, Any] = {"env": env, "dry_run": dry_run, "files": [
             {"path": str(f.path), "action": f.action, "backup": str(f.backup) if f.backup else None,
-             "managed": mask_text(f.preview, secrets)} for f in files]})
+             "managed": mask_text(f.preview, secrets)} for f in files]}
+        if layout is not None:
+            document.update(bucket=bucket or state.grant.buckets[0], folders=layout.prefixes, created=folders,
+                            warnings=[warning] if warning else [])
+        emit_json(document)
+        if warning:
+            say(f"[yellow]warning:[/] {warning}")
         return
     from rich.markup import escape
 
@@ -198,7 +255,20 @@ def render_env_command(
         say(f"[bold]{verb}[/] {f.path}" + (f" (backup: {f.backup.name})" if f.backup else "")
             + (" mode 0600" if not dry_run and f.action != "no change" else ""))
         say("[dim]" + escape(mask_text(f.preview, secrets)).rstrip() + "[/]")
-    if not dry_run:
+    if layout is not None:
+        for prefix in layout.prefixes:
+            verb = ("would create" if dry_run else "created") if prefix in folders else "exists"
+            say(f"[bold]{verb}[/] folder {folder_store.url_scheme}://{folder_store.bucket}/{escape(prefix)}")
+        if warning:
+            say(f"[yellow]warning:[/] {escape(warning)}")
+    if dry_run:
+        return
+    if target == "cvat":
+        say(f"Next: provision cvat attach --env {env} --url URL --token T (or POST {files[0].path.name} to "
+            "/api/cloudstorages)")
+    elif target == "onepanel":
+        say("Next: export these variables in Onepanel, then create the CVAT workspace")
+    else:
         say("Next: supervisely up -d")
 
 
@@ -367,6 +437,216 @@ def sandbox_status(json_out: bool = JSON) -> None:
         say("not running; start it with: provision sandbox up")
     if info is None:
         raise typer.Exit(1)
+
+
+@app.command("migrate")
+@_errors
+def migrate_command(
+    data_path: Path = typer.Option(..., "--data-path", metavar="DIR",
+                                   help="Supervisely's DATA_PATH: DIR/storage/<bucket>/ goes into each bucket."),
+    concurrency: int = typer.Option(10, "--concurrency", min=1, max=64, help="Parallel requests (1-64)."),
+    env: str = ENV,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be uploaded or skipped; upload nothing."),
+    json_out: bool = JSON,
+) -> None:
+    """Copy an existing install's local storage into the grant's buckets; re-runs skip what is already there."""
+    from provision.errors import BadInput, PartialFailure
+    from provision.migrate import RichProgress, migrate, print_report
+    from provision.output import console, emit_json
+    from provision.state import StateStore
+
+    store = StateStore(env)
+    if not store.exists():
+        raise BadInput(f"nothing provisioned in environment {env!r} yet ({store.path} does not exist)",
+                       f"run `provision s3 --env {env} --prefix P` first")
+    with store.lock():
+        state = store.load()
+        cache = store.directory / f"{env}.migrate-cache.sqlite"  # remembered checksums of unchanged files
+        if json_out:
+            report = migrate(state, data_path.absolute(), dry_run=dry_run, concurrency=concurrency,
+                             cache_path=cache)
+        else:
+            with RichProgress(console()) as bar:
+                report = migrate(state, data_path.absolute(), dry_run=dry_run, concurrency=concurrency,
+                                 progress=bar, cache_path=cache)
+    if json_out:
+        emit_json(report.to_json())
+    else:
+        print_report(report, console())
+    failures = report.failures
+    if failures and not dry_run:
+        bucket, first = failures[0]
+        more = f" and {len(failures) - 1} more" if len(failures) > 1 else ""
+        raise PartialFailure(f"{len(failures)} of {report.total('files')} files were not uploaded: "
+                             f"{bucket}/{first.key} ({first.error}){more}",
+                             f"fix the cause and re-run `provision migrate --env {env} --data-path {data_path}`; "
+                             "files already uploaded are skipped")
+
+
+@app.command("links")
+@_errors
+def links_command(
+    bucket: list[str] | None = typer.Option(None, "--bucket", metavar="B",
+                                            help="Only this bucket (repeatable; default: all of the grant's)."),
+    key_prefix: str = typer.Option("", "--prefix", metavar="KEYPREFIX", help="Only keys starting with KEYPREFIX."),
+    ext: list[str] | None = typer.Option(None, "--ext", metavar=".jpg,.png,...",
+                                         help="Only keys with these extensions (case-insensitive)."),
+    out: Path | None = typer.Option(None, "--out", metavar="FILE", help="Write to FILE instead of stdout."),
+    env: str = ENV,
+) -> None:
+    """A Supervisely links file: one s3://bucket/key per line for the grant's objects, in key order, streamed."""
+    from provision.errors import BadInput
+    from provision.links import parse_extensions, write_links, write_links_file
+    from provision.output import console
+    from provision.state import StateStore
+
+    extensions = parse_extensions(ext)
+    store = StateStore(env)
+    if not store.exists():
+        raise BadInput(f"nothing provisioned in environment {env!r} yet ({store.path} does not exist)",
+                       f"run `provision s3 --env {env} --prefix P` first")
+    state = store.load()
+    options: dict[str, Any] = {"buckets": bucket, "prefix": key_prefix, "extensions": extensions}
+    if out is not None:
+        report = write_links_file(state, out.absolute(), **options)
+    else:
+        try:
+            report = write_links(state, sys.stdout, **options)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `provision links | head`: the reader has gone; that is not an error
+            raise typer.Exit(0) from None
+    counts = ", ".join(f"{name}: {n}" for name, n in report.links.items())
+    say = functools.partial(console().print, soft_wrap=True)  # one line each, however long the path
+    say(f"{report.total} links ({counts})" + (f" written to {out}" if out is not None else ""))
+    unlinkable = sum(report.unlinkable.values())
+    if unlinkable:
+        say(f"[yellow]skipped {unlinkable} key(s) holding a line break: a links file cannot list them[/]")
+    if not any(r.target == "supervisely" for r in state.renders):
+        say(f"hint: Supervisely reads these links through remote_links.yml; run `provision render-env --env {env} "
+            "--out DIR` to write it")
+
+
+cvat_app = typer.Typer(help="CVAT: attach the grant's bucket as a cloud storage (needs the cvat extra).",
+                       no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(cvat_app, name="cvat")
+
+
+@cvat_app.command("attach")
+@_errors
+def cvat_attach_command(
+    url: str = typer.Option(..., "--url", help="CVAT's URL, e.g. https://cvat.example.com."),
+    token: str | None = typer.Option(None, "--token", envvar="CVAT_ACCESS_TOKEN",
+                                     help="A CVAT Personal Access Token (or $CVAT_ACCESS_TOKEN)."),
+    username: str | None = typer.Option(None, "--username", help="A CVAT user, with --password."),
+    password: str | None = typer.Option(None, "--password", envvar="CVAT_PASSWORD",
+                                        help="The CVAT user's password (or $CVAT_PASSWORD)."),
+    bucket: str | None = typer.Option(None, "--bucket", help="The grant's bucket to attach (default: the first)."),
+    display_name: str | None = typer.Option(None, "--display-name", help="CVAT display name (default: bucket)."),
+    manifest: list[str] | None = typer.Option(None, "--manifest", metavar="KEY",
+                                              help="A manifest key in the bucket (repeatable), e.g. from "
+                                              "`provision manifest --upload`."),
+    env: str = ENV,
+    json_out: bool = JSON,
+) -> None:
+    """Create CVAT's cloud storage for the bucket, or update the existing one in place (same id)."""
+    from provision.cvat import attach
+    from provision.errors import BadInput
+    from provision.output import emit_json, say
+    from provision.state import StateStore
+
+    store = StateStore(env)
+    state = store.load()
+    if state.grant is None:
+        raise BadInput(f"nothing provisioned in environment {env!r}", f"run `provision s3 --env {env} ...` first")
+    result = attach(state.grant, url, token=token, username=username, password=password, bucket=bucket,
+                    display_name=display_name, manifests=manifest)
+    if json_out:
+        emit_json(dict(result.as_dict(), env=env))
+        return
+    verb = "created" if result.action == "create" else "updated"
+    say(f"{verb} CVAT cloud storage [bold]{result.id}[/] ({result.display_name}) for bucket {result.resource} "
+        f"at {result.url} (CVAT {result.server_version})")
+
+
+@app.command("manifest")
+@_errors
+def manifest_command(
+    bucket: str | None = typer.Option(None, "--bucket", help="The grant's bucket (default: the first)."),
+    key_prefix: str = typer.Option("", "--prefix", metavar="KEYPREFIX",
+                                   help="The images' folder: names are relative to it, and --upload puts "
+                                   "manifest.jsonl there (default: the bucket root)."),
+    upload: bool = typer.Option(False, "--upload", help="Put manifest.jsonl next to the images (with the admin "
+                                "credential unless the grant is --full)."),
+    checksum: bool = typer.Option(False, "--checksum", help="Add CVAT's checksum (md5 of the decoded pixels); "
+                                  "reads every image completely."),
+    out: Path = typer.Option(Path("manifest.jsonl"), "--out", metavar="FILE",
+                             help="Where to write it (default: ./manifest.jsonl)."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, max=64, help="Images read in parallel (1-64)."),
+    env: str = ENV,
+    json_out: bool = JSON,
+) -> None:
+    """CVAT's manifest.jsonl for the images in a bucket, from ranged reads of their headers (no full download)."""
+    from provision.errors import BadInput
+    from provision.files import atomic_write
+    from provision.manifest import MANIFEST_NAME, build_manifest, human_bytes, upload_manifest
+    from provision.objects import open_store
+    from provision.output import console, emit_json, say
+    from provision.state import StateStore
+
+    store = StateStore(env)
+    if not store.exists():
+        raise BadInput(f"nothing provisioned in environment {env!r} yet ({store.path} does not exist)",
+                       f"run `provision s3 --env {env} ...` first")
+    state = store.load()
+    if state.grant is None:
+        raise BadInput(f"environment {env!r} has no credential yet", f"run `provision s3 --env {env}` first")
+    bucket = bucket or state.grant.buckets[0]
+    out = out.absolute()
+    if out.is_dir():
+        out = out / MANIFEST_NAME
+    if not out.parent.is_dir():
+        raise BadInput(f"--out {out}: directory {out.parent} does not exist", "create it, or pass another --out")
+    source = open_store(state, bucket)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("reading image headers"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console(), transient=True, disable=not console().is_terminal) as bar:
+        task = bar.add_task("headers", total=None)
+        manifest = build_manifest(source, key_prefix, checksum=checksum, concurrency=concurrency,
+                                  on_total=lambda n: bar.update(task, total=n),
+                                  on_image=lambda _key: bar.advance(task))
+    try:
+        atomic_write(out, manifest.text().encode(), mode=0o644)
+    except OSError as exc:
+        raise BadInput(f"cannot write {out}: {exc.strerror}", "pass a writable --out") from None
+    stats = manifest.stats
+    uploaded = None
+    if upload and stats.images:
+        uploaded = upload_manifest(open_store(state, bucket, write=True), manifest)
+    if json_out:
+        emit_json({"env": env, "bucket": bucket, "prefix": manifest.prefix, "out": str(out), "uploaded": uploaded,
+                   "stats": vars(stats), "problems": [vars(p) for p in manifest.problems]})
+        return
+    from rich.markup import escape
+
+    share = f" ({stats.bytes_read / stats.bytes_total:.1%})" if stats.bytes_total else ""
+    where = f"{source.url_scheme}://{bucket}/{escape(manifest.prefix)}"
+    say(f"{stats.images} images in {where}"
+        + (f", {stats.related} related images in their meta" if stats.related else "")
+        + f"; {stats.skipped} non-image key(s) skipped; read {human_bytes(stats.bytes_read)} of "
+        f"{human_bytes(stats.bytes_total)}{share} in {stats.requests} requests")
+    for problem in manifest.problems:
+        say(f"[yellow]not in the manifest:[/] {escape(problem.key)}: {escape(problem.error)}")
+    if not stats.images:
+        say(f"[yellow]no readable images under {where}[/]" + (": nothing uploaded" if upload else ""))
+    say(f"wrote {out}")
+    if uploaded:
+        import shlex
+
+        own = state.grant.auth.kind == "key_pair" and state.grant.access.value == "full"
+        who = "the grant's key" if own else "the admin credential (the grant's key is not allowed to write)"
+        say(f"uploaded {source.url_scheme}://{bucket}/{escape(uploaded)} with {who}")
+        say(f"Next: provision cvat attach --env {env} --url URL --token T --manifest {shlex.quote(uploaded)}")
 
 
 def main() -> None:

@@ -374,14 +374,259 @@ def render_target(target: str, state: Any, out: Path, options: dict[str, Any]) -
     """Render ``target``'s files for the grant of ``state`` into ``out`` (nothing written; see `write`).
 
     Args:
-        target: ``supervisely`` (more targets register here).
+        target: ``supervisely`` or ``cvat`` (more targets register here; ``onepanel`` holds no secret and is
+            not repeated).
         state: the environment's `provision.state.State` (its ``grant`` must be set).
         out: destination directory.
-        options: render options (``connection``: the remote_links.yml connection name).
+        options: render options (``connection``: the remote_links.yml connection name; cvat: ``bucket``,
+            ``display_name``, ``manifests``).
 
     Raises:
         BadInput: unknown target, or a value that cannot be written safely.
     """
     if target == "supervisely":
         return render_supervisely(state.grant, out, options.get("connection") or f"provision-{state.env}")
+    if target == "cvat":
+        return render_cvat(state.grant, out, options.get("bucket"), options.get("display_name"),
+                           options.get("manifests"))
     raise BadInput(f"unknown --target {target!r}", "use --target supervisely")
+
+
+# ---- cvat ---------------------------------------------------------------------------------------------------------
+CVAT_FILE = "cvat-cloudstorage.json"
+CVAT_PROVIDER_TYPES = {"s3": "AWS_S3_BUCKET", "azure": "AZURE_CONTAINER", "gcs": "GOOGLE_CLOUD_STORAGE"}
+"""CVAT's ``provider_type`` per Grant provider (cvat-sdk 2.80 ``ProviderTypeEnum``)."""
+CVAT_LIMITS = {"display_name": 63, "key": 40, "secret_key": 64, "specific_attributes": 1024}
+"""Maximum lengths CVAT's serializer accepts (cvat-sdk 2.80 ``CloudStorageWriteRequest`` validations)."""
+
+
+def json_value(value: Any) -> str:
+    """``value`` as a JSON literal (strings quoted and escaped, lists as arrays), for JSON templates."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def cvat_specific_attributes(grant: Grant) -> str:
+    """CVAT's ``specific_attributes`` for ``grant``: ``region=...`` and, for an S3-compatible endpoint (the grant
+    has ``endpoint_url``), ``endpoint_url=...``, urlencoded as ``k=v&k=v`` (CVAT reads it with ``parse_qsl``;
+    without ``endpoint_url`` CVAT talks to AWS itself — shared/REFERENCE.md §1 CVAT). Empty when neither applies.
+    """
+    from urllib.parse import urlencode
+
+    pairs = [("region", grant.region), ("endpoint_url", grant.endpoint_url)]
+    return urlencode([(k, v) for k, v in pairs if v])
+
+
+def _cvat_check(grant: Grant, bucket: str | None) -> str:
+    """The bucket CVAT gets, after refusing grants CVAT cannot use. Raises `BadInput`."""
+    if grant.auth.kind in ("role", "ambient"):
+        mode = "IAM-role mode (no key)" if grant.auth.kind == "role" else "ambient identity (no secret)"
+        raise BadInput(
+            f"CVAT cannot use this grant: it is in {mode}, and CVAT needs a key (S3) or a SAS token (Azure) — it "
+            "never uses an instance role and treats a missing key as anonymous access",
+            "provision a key-based grant for CVAT in another environment, e.g. `provision s3 --env cvat ...` "
+            "without --iam-role")
+    if grant.provider != "s3" or grant.auth.kind != "key_pair":
+        raise BadInput(f"rendering for CVAT is not available yet for {grant.provider} grants ({grant.auth.kind})",
+                       "use an S3 grant with an access key")
+    if bucket is None:
+        return grant.buckets[0]
+    if bucket not in grant.buckets:
+        raise BadInput(f"bucket {bucket!r} is not part of this grant", f"use one of: {', '.join(grant.buckets)}")
+    return bucket
+
+
+def cvat_cloudstorage_body(grant: Grant, bucket: str | None = None, display_name: str | None = None,
+                           manifests: list[str] | None = None) -> dict[str, Any]:
+    """The body of CVAT's ``POST /api/cloudstorages`` for one bucket of ``grant`` (what the template must produce,
+    and what ``provision cvat attach`` sends).
+
+    Fields (cvat-sdk 2.80 ``CloudStorageWriteRequest``; shared/REFERENCE.md §1 CVAT): ``provider_type``
+    (``AWS_S3_BUCKET``), ``resource`` (the bucket), ``display_name``, ``credentials_type``
+    (``KEY_SECRET_KEY_PAIR``), ``key``, ``secret_key``, ``specific_attributes`` (`cvat_specific_attributes`),
+    ``manifests`` (object keys that must already exist in the bucket when attaching).
+
+    Args:
+        grant: the stored Grant.
+        bucket: one of the grant's buckets; default the first.
+        display_name: CVAT's display name, 1–63 characters; default the bucket name.
+        manifests: manifest keys in the bucket (e.g. ``images/manifest.jsonl``); default none.
+
+    Returns:
+        The body as a plain dict, secrets included (mask before printing).
+
+    Raises:
+        BadInput: the grant is in IAM-role or ambient mode (CVAT needs a key or a SAS), its provider is not
+            supported yet, ``bucket`` is not in the grant, or a value is longer than CVAT accepts.
+    """
+    from provision.models import KeyPair
+
+    resource = _cvat_check(grant, bucket)
+    auth = grant.auth
+    assert isinstance(auth, KeyPair)
+    body: dict[str, Any] = {
+        "provider_type": CVAT_PROVIDER_TYPES[grant.provider],
+        "resource": resource,
+        "display_name": resource if display_name is None else display_name,
+        "credentials_type": "KEY_SECRET_KEY_PAIR",
+        "key": auth.access_key,
+        "secret_key": auth.secret_key,
+        "specific_attributes": cvat_specific_attributes(grant),
+        "manifests": list(manifests or []),
+    }
+    if not body["display_name"]:
+        raise BadInput("the CVAT display name is empty", "pass --display-name with 1–63 characters")
+    for field, limit in CVAT_LIMITS.items():
+        if len(body[field]) > limit:
+            what = "the secret key" if field == "secret_key" else f"{field} ({body[field]!r})"
+            raise BadInput(f"{what} is {len(body[field])} characters; CVAT accepts at most {limit}",
+                           "--display-name" if field == "display_name" else "use a shorter value")
+    for key in body["manifests"]:
+        if not key or key.startswith("/") or any(c in key for c in "\r\n\0"):
+            raise BadInput(f"invalid manifest key {key!r}", "give the object key in the bucket, e.g. "
+                           "images/manifest.jsonl (create it with `provision manifest --upload`)")
+    return body
+
+
+def render_cvat(grant: Grant, out: Path, bucket: str | None = None, display_name: str | None = None,
+                manifests: list[str] | None = None) -> list[RenderedFile]:
+    """Render ``out/cvat-cloudstorage.json``: the body of CVAT's ``POST /api/cloudstorages`` for one bucket,
+    through ``templates/cvat/cloudstorage.json.j2``, parsed back and compared with `cvat_cloudstorage_body`.
+
+    Nothing is written here; `write` writes it atomically with mode 0600 (it holds the secret key).
+
+    Args:
+        grant, bucket, display_name, manifests: as in `cvat_cloudstorage_body`.
+        out: an existing directory.
+
+    Returns:
+        One file, with its content and the action writing it would take.
+
+    Raises:
+        BadInput: see `cvat_cloudstorage_body`; the rendered JSON would not read back as intended.
+    """
+    want = cvat_cloudstorage_body(grant, bucket, display_name, manifests)
+    env = _environment()
+    env.filters.update(json_value=json_value, cvat_attributes=cvat_specific_attributes,
+                       cvat_provider_type=CVAT_PROVIDER_TYPES.__getitem__)
+    text = env.get_template("cvat/cloudstorage.json.j2").render(
+        grant=grant, auth=grant.auth, resource=want["resource"], display_name=want["display_name"],
+        manifests=want["manifests"])
+    try:
+        ours = json.loads(text)
+    except json.JSONDecodeError:
+        raise BadInput(f"{CVAT_FILE} would not be valid JSON", "report this as a bug") from None
+    if ours != want or list(ours) != list(want):
+        raise BadInput(f"{CVAT_FILE} would not read back as written", "report this as a bug")
+    return [_decide(out / CVAT_FILE, text, text)]
+
+
+# ---- onepanel -----------------------------------------------------------------------------------------------------
+ONEPANEL_FILE = "onepanel.env"
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class OnepanelLayout:
+    """Where Onepanel's CVAT workspace syncs and stores trained models, in one bucket.
+
+    Semantics (Onepanel docs, "Using data from cloud storage in CVAT"; shared/REFERENCE.md §1 Onepanel): the
+    file syncer downloads ``<namespace>/<ONEPANEL_SYNC_DIRECTORY>`` (the workspace template prepends the namespace);
+    CVAT writes trained models under ``<namespace>/<ONEPANEL_SYNC_DIRECTORY>/<ONEPANEL_WORKFLOW_MODEL_DIR>/`` and
+    finds them in the synced copy, so both variables are relative: the first to the namespace, the second to the
+    sync directory. A sync directory outside the namespace is still synced, but trained models are then stored
+    where the syncer does not look, and must be uploaded to CVAT by hand.
+
+    Attributes:
+        namespace: the Onepanel namespace (a Kubernetes namespace name).
+        sync_dir: ``ONEPANEL_SYNC_DIRECTORY``.
+        model_dir: ``ONEPANEL_WORKFLOW_MODEL_DIR``.
+        sync_prefix: the synced folder in the bucket (``<namespace>/<sync_dir>/``, or the bucket path given).
+        model_prefix: the folder trained models go to (``<namespace>/<sync_dir>/<model_dir>/``).
+        inside: True when the synced folder is inside the namespace (CVAT then sees trained models itself).
+    """
+
+    namespace: str
+    sync_dir: str
+    model_dir: str
+    sync_prefix: str
+    model_prefix: str
+    inside: bool
+
+    @property
+    def prefixes(self) -> list[str]:
+        """The folder keys to ensure in the bucket, parents first."""
+        return [self.sync_prefix, self.model_prefix]
+
+
+def _clean_path(value: str, what: str) -> str:
+    parts = value.strip("/").split("/")
+    if not value.strip("/") or any(p in ("", ".", "..") for p in parts) or any(
+            c in value for c in "\r\n\0\\"):
+        raise BadInput(f"invalid {what} {value!r}: use folder names separated by '/', without '.', '..' or "
+                       "empty parts", f"e.g. {what} workflow-data")
+    return "/".join(parts)
+
+
+def onepanel_layout(namespace: str, sync_dir: str = "workflow-data", model_dir: str = "output") -> OnepanelLayout:
+    """Validate the Onepanel options and work out the variables and bucket folders (see `OnepanelLayout`).
+
+    Args:
+        namespace: the Onepanel namespace (lowercase letters, digits and ``-``, ≤ 63 characters).
+        sync_dir: the file syncer directory, relative to the namespace (default ``workflow-data``); a path
+            starting with ``/`` is taken from the bucket root (inside the namespace if it starts with
+            ``/<namespace>/``).
+        model_dir: the trained-model folder, relative to the sync directory (default ``output``).
+
+    Returns:
+        The layout.
+
+    Raises:
+        BadInput: an invalid namespace or folder path.
+    """
+    if not _K8S_NAME.match(namespace or ""):
+        raise BadInput(f"invalid --namespace {namespace!r}: Onepanel namespaces are 1–63 lowercase letters, "
+                       "digits and '-', starting and ending with a letter or digit", "pass your namespace's name")
+    model = _clean_path(model_dir, "--model-dir")
+    absolute = sync_dir.startswith("/")
+    sync = _clean_path(sync_dir, "--sync-dir")
+    inside = True
+    if absolute:
+        if sync.startswith(f"{namespace}/"):
+            sync = sync[len(namespace) + 1:]
+        else:
+            inside = False
+    sync_prefix = f"{namespace}/{sync}/" if inside else f"{sync}/"
+    return OnepanelLayout(namespace=namespace, sync_dir=sync, model_dir=model, sync_prefix=sync_prefix,
+                          model_prefix=f"{namespace}/{sync}/{model}/", inside=inside)
+
+
+def render_onepanel(grant: Grant, out: Path, layout: OnepanelLayout, bucket: str | None = None) -> list[RenderedFile]:
+    """Render ``out/onepanel.env``: ``export ONEPANEL_SYNC_DIRECTORY=...`` and
+    ``export ONEPANEL_WORKFLOW_MODEL_DIR=...`` (to export in Onepanel before creating the CVAT workspace), through
+    ``templates/onepanel/onepanel.env.j2``, values quoted with `env_value` and parsed back with python-dotenv.
+
+    Nothing is written here (see `write`); the bucket folders of ``layout.prefixes`` are made by
+    ``provision.onepanel.ensure_folders``.
+
+    Args:
+        grant: the stored Grant (its first bucket, or ``bucket``, is the one named in the file's comment).
+        out: an existing directory.
+        layout: from `onepanel_layout`.
+        bucket: one of the grant's buckets; default the first.
+
+    Returns:
+        One file, with its content and the action writing it would take.
+
+    Raises:
+        BadInput: ``bucket`` is not in the grant; a value would not read back as written.
+    """
+    from dotenv import dotenv_values
+
+    bucket = bucket or grant.buckets[0]
+    if bucket not in grant.buckets:
+        raise BadInput(f"bucket {bucket!r} is not part of this grant", f"use one of: {', '.join(grant.buckets)}")
+    text = _environment().get_template("onepanel/onepanel.env.j2").render(grant=grant, layout=layout, bucket=bucket)
+    want = {"ONEPANEL_SYNC_DIRECTORY": layout.sync_dir, "ONEPANEL_WORKFLOW_MODEL_DIR": layout.model_dir}
+    if dotenv_values(stream=io.StringIO(text), interpolate=False) != want:
+        raise BadInput(f"{ONEPANEL_FILE} would not read back as written", "report this as a bug")
+    return [_decide(out / ONEPANEL_FILE, text, text)]

@@ -1,0 +1,643 @@
+"""Move an existing Supervisely install's local storage into the buckets of a stored grant.
+
+Supervisely keeps its files under ``<DATA_PATH>/storage/<prefix>-public/`` and ``<prefix>-private/``; on a cloud
+these become the buckets of the same names, with keys = paths relative to each folder. `migrate`:
+
+1. checks that every bucket of the grant has its folder (`check_folders`), before any cloud call;
+2. scans the folders and lists each bucket once (one paginated LIST, no HEAD per object);
+3. hashes only the local files whose key exists remotely with the same size, computing the checksum the listing
+   would show for them (`provision.transfer.Transfer.checksum`: the S3 ETag, multipart rule included) and skips
+   those that match: a re-run uploads nothing, an interrupted run resumes where it stopped;
+4. uploads the rest in parallel (multipart for large files) with the SDK's retries, and reports each file that
+   still failed.
+
+The local folders are only read, never written. Everything goes through `provision.objects.open_store` and
+`provision.transfer.transfer_for`, so a provider that implements those gets ``migrate`` for free.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from provision.errors import BadInput, CloudRefused
+from provision.objects import open_store
+from provision.state import State
+from provision.transfer import Transfer, UploadJob, transfer_for
+
+DEFAULT_CONCURRENCY = 10
+"""Parallel requests (uploads, parts, and local hashing) unless ``--concurrency`` says otherwise."""
+MAX_CONCURRENCY = 64
+MAX_KEY_BYTES = 1024
+"""Longest object key S3 (and GCS) accept, in UTF-8 bytes (Azure allows 1,024 characters)."""
+
+
+@dataclass
+class Failure:
+    """A file that was not uploaded.
+
+    Attributes:
+        key: the object key (for a name that cannot be a key: the path relative to the folder).
+        error: one line, what went wrong.
+    """
+
+    key: str
+    error: str
+
+
+@dataclass
+class Planned:
+    """A file `migrate` uploads (or would upload, in a dry run).
+
+    Attributes:
+        job: the key, local path and size in bytes.
+        reason: ``new`` (no such key), ``size differs`` or ``checksum differs``.
+    """
+
+    job: UploadJob
+    reason: str
+
+
+@dataclass
+class BucketReport:
+    """What happened to one folder → bucket pair. Sizes are in bytes.
+
+    Attributes:
+        bucket: the bucket name (= the folder's name).
+        folder: the local folder.
+        files, bytes: local files found and their total size.
+        skipped, skipped_bytes: already in the bucket with the same size and checksum.
+        planned: the files to upload, in upload order.
+        uploaded, uploaded_bytes: uploaded by this run (0 in a dry run).
+        failed: files not uploaded (unusable name, unreadable, or refused after the SDK's retries).
+    """
+
+    bucket: str
+    folder: Path
+    files: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    skipped_bytes: int = 0
+    planned: list[Planned] = field(default_factory=list)
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    failed: list[Failure] = field(default_factory=list)
+
+    @property
+    def to_upload(self) -> int:
+        """Number of files planned for upload."""
+        return len(self.planned)
+
+    @property
+    def to_upload_bytes(self) -> int:
+        """Bytes planned for upload."""
+        return sum(p.job.size for p in self.planned)
+
+
+@dataclass
+class MigrateReport:
+    """The result of `migrate`.
+
+    Attributes:
+        env: the environment.
+        data_path: Supervisely's DATA_PATH as given (absolute).
+        dry_run: True when nothing was uploaded on purpose.
+        concurrency: parallel requests used.
+        buckets: one report per folder → bucket pair, in the grant's bucket order.
+        seconds: wall-clock duration of the whole run (scan, list, check, upload).
+        upload_seconds: wall-clock duration of the upload phase alone.
+    """
+
+    env: str
+    data_path: Path
+    dry_run: bool
+    concurrency: int
+    buckets: list[BucketReport] = field(default_factory=list)
+    seconds: float = 0.0
+    upload_seconds: float = 0.0
+
+    def total(self, name: str) -> int:
+        """Sum of the integer attribute (or property) ``name`` over the buckets; ``failed`` counts failures."""
+        if name == "failed":
+            return sum(len(b.failed) for b in self.buckets)
+        return sum(int(getattr(b, name)) for b in self.buckets)
+
+    @property
+    def failures(self) -> list[tuple[str, Failure]]:
+        """Every failure as (bucket, failure)."""
+        return [(b.bucket, f) for b in self.buckets for f in b.failed]
+
+    @property
+    def bytes_per_second(self) -> float:
+        """Uploaded bytes per second of the upload phase (0.0 when nothing was uploaded)."""
+        uploaded = self.total("uploaded_bytes")
+        return uploaded / self.upload_seconds if uploaded and self.upload_seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict: totals at the top (``files``, ``bytes``, ``skipped``,
+        ``skipped_bytes``, ``to_upload``, ``to_upload_bytes``, ``uploaded``, ``uploaded_bytes``, ``failed``
+        (a count), ``seconds``, ``upload_seconds``, ``bytes_per_second``), ``failures`` (bucket, key, error),
+        and per-bucket figures under ``buckets``. A dry run also lists ``would_upload`` (bucket, key, size, reason).
+        """
+        names = ("files", "bytes", "skipped", "skipped_bytes", "to_upload", "to_upload_bytes", "uploaded",
+                 "uploaded_bytes", "failed")
+        doc: dict[str, Any] = {"env": self.env, "data_path": str(self.data_path), "dry_run": self.dry_run,
+                               "concurrency": self.concurrency}
+        doc.update({n: self.total(n) for n in names})
+        doc.update(seconds=round(self.seconds, 3), upload_seconds=round(self.upload_seconds, 3),
+                   bytes_per_second=round(self.bytes_per_second))
+        doc["failures"] = [{"bucket": b, "key": f.key, "error": f.error} for b, f in self.failures]
+        doc["buckets"] = [dict({"bucket": b.bucket, "folder": str(b.folder)},
+                               **{n: (len(b.failed) if n == "failed" else getattr(b, n)) for n in names})
+                          for b in self.buckets]
+        if self.dry_run:
+            doc["would_upload"] = [{"bucket": b.bucket, "key": p.job.key, "size": p.job.size, "reason": p.reason}
+                                   for b in self.buckets for p in b.planned]
+        return doc
+
+
+class Progress(Protocol):
+    """Where `migrate` reports progress (the CLI passes a rich progress bar; None means silent)."""
+
+    def phase(self, name: str, total_bytes: int, total_files: int) -> None:
+        """A new phase starts (``checking``: hashing local files; ``uploading``), with its totals in bytes/files."""
+        ...
+
+    def advance(self, nbytes: int = 0, files: int = 0) -> None:
+        """Progress within the phase: ``nbytes`` bytes (may be negative on a retry) and ``files`` files done.
+        Called from worker threads."""
+        ...
+
+
+class _Silent:
+    def phase(self, name: str, total_bytes: int, total_files: int) -> None:
+        pass
+
+    def advance(self, nbytes: int = 0, files: int = 0) -> None:
+        pass
+
+
+def check_folders(state: State, data_path: Path) -> list[tuple[str, Path]]:
+    """Pair each bucket of the stored grant with its folder ``<data_path>/storage/<bucket>``.
+
+    Args:
+        state: the environment's state; its grant names the buckets.
+        data_path: Supervisely's DATA_PATH (the directory holding ``storage/``).
+
+    Returns:
+        (bucket, folder) pairs in the grant's bucket order.
+
+    Raises:
+        BadInput: no grant; ``data_path/storage`` is not a directory; a bucket has no folder (the message names
+            the missing folders and the ones that are there, e.g. when the state's prefix is not this install's).
+    """
+    if state.grant is None:
+        raise BadInput(f"nothing provisioned in environment {state.env!r} yet",
+                       f"run `provision s3 --env {state.env} --prefix P` first")
+    storage = data_path / "storage"
+    if not data_path.is_dir():
+        raise BadInput(f"--data-path {data_path} is not a directory",
+                       "pass Supervisely's DATA_PATH (default /supervisely/data)")
+    if not storage.is_dir():
+        raise BadInput(f"{storage} does not exist: {data_path} is not a Supervisely DATA_PATH",
+                       "pass the directory that holds storage/ (default /supervisely/data)")
+    buckets = list(state.grant.buckets)
+    missing = [b for b in buckets if not (storage / b).is_dir()]
+    if missing:
+        present = sorted(p.name for p in storage.iterdir() if p.is_dir())
+        there = ", ".join(present) if present else "no folders"
+        if len(missing) == len(buckets) and present:
+            raise BadInput(
+                f"the buckets of environment {state.env!r} ({', '.join(buckets)}) do not match the folders in "
+                f"{storage} ({there})",
+                "provision buckets named like the folders (provision s3 --prefix P), or pass this install's "
+                "--data-path")
+        raise BadInput(f"missing folder(s) {', '.join(str(storage / b) for b in missing)} for bucket(s) "
+                       f"{', '.join(missing)} (found: {there})",
+                       "pass the DATA_PATH of the install these buckets are for")
+    return [(b, storage / b) for b in buckets]
+
+
+def scan(folder: Path) -> tuple[list[UploadJob], list[Failure]]:
+    """Every regular file under ``folder`` (recursively) as an upload job, key = path relative to ``folder``
+    with ``/`` separators.
+
+    Symbolic links to files are followed; symbolic links to directories are not (no loops), nor are sockets,
+    FIFOs and devices. Nothing is opened or written.
+
+    Args:
+        folder: the local folder.
+
+    Returns:
+        (jobs sorted by key, failures): a name that cannot be an object key (not valid UTF-8, or a key over
+        `MAX_KEY_BYTES` bytes) or an entry that cannot be read is a failure, not an exception.
+    """
+    jobs: list[UploadJob] = []
+    failures: list[Failure] = []
+    stack = [(folder, "")]
+    while stack:
+        directory, rel = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as exc:
+            failures.append(Failure(rel or ".", _one_line(exc)))
+            continue
+        for entry in entries:
+            key = f"{rel}{entry.name}"
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((Path(entry.path), key + "/"))
+                    continue
+                if not entry.is_file(follow_symlinks=True):
+                    continue
+                st = entry.stat(follow_symlinks=True)
+            except OSError as exc:
+                failures.append(Failure(key, _one_line(exc)))
+                continue
+            try:
+                encoded = key.encode("utf-8")
+            except UnicodeEncodeError:
+                failures.append(Failure(os.fsencode(key).decode("utf-8", "backslashreplace"),
+                                        "file name is not valid UTF-8, so it cannot be an object key"))
+                continue
+            if len(encoded) > MAX_KEY_BYTES:
+                failures.append(Failure(key, f"key is {len(encoded)} bytes, over the {MAX_KEY_BYTES}-byte limit"))
+                continue
+            jobs.append(UploadJob(key, Path(entry.path), st.st_size, stamp_of(st)))
+    jobs.sort(key=lambda j: j.key.encode("utf-8"))
+    return jobs, failures
+
+
+def stamp_of(st: os.stat_result) -> tuple[int, ...]:
+    """A file's identity for `ChecksumCache`: (device, inode, size, mtime ns, ctime ns). Any write to the file
+    changes its ctime, which no user tool can set back."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class ChecksumCache:
+    """Checksums of local files remembered between runs, so a re-run does not read every file again.
+
+    An entry is (absolute path, `stamp_of` the file, checksum kind, checksum) and is used only while the file's
+    stamp and the kind are unchanged. Entries come from hashing a file, or from the store's answer to its upload
+    (S3: the ETag of the response, for a file whose stamp did not change during the upload). A SQLite file in the
+    state directory (mode 0600); it holds paths and checksums, no secret. A cache that cannot be opened is
+    ignored (everything is hashed).
+
+    Args:
+        path: the SQLite file; None for no cache at all.
+        writable: False for a dry run: entries are read, never written.
+    """
+
+    def __init__(self, path: Path | None, writable: bool = True) -> None:
+        self.writable = writable
+        self._db: Any = None
+        self._pending: list[tuple[bytes, str, str, str]] = []
+        self._lock = threading.Lock()
+        if path is None or (not writable and not path.exists()):
+            return
+        import sqlite3
+
+        try:
+            if not path.exists():
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            self._db = sqlite3.connect(path)
+            self._db.execute("CREATE TABLE IF NOT EXISTS checksums (path BLOB PRIMARY KEY, stamp TEXT NOT NULL, "
+                             "kind TEXT NOT NULL, checksum TEXT NOT NULL)")
+        except (sqlite3.Error, OSError):
+            self._db = None
+
+    def get(self, job: UploadJob, kind: str) -> str | None:
+        """The remembered checksum of ``job``'s file, if its stamp and ``kind`` still match. Main thread only."""
+        if self._db is None or not job.stamp:
+            return None
+        row = self._db.execute("SELECT stamp, kind, checksum FROM checksums WHERE path = ?",
+                               (os.fsencode(job.path),)).fetchone()
+        if row is None or row[0] != _stamp_text(job.stamp) or row[1] != kind:
+            return None
+        return str(row[2])
+
+    def add(self, job: UploadJob, kind: str, checksum: str) -> None:
+        """Remember ``checksum`` for ``job``'s file as of ``job.stamp`` (any thread; written by `flush`)."""
+        if self._db is not None and self.writable and job.stamp:
+            with self._lock:
+                self._pending.append((os.fsencode(job.path), _stamp_text(job.stamp), kind, checksum))
+
+    def flush(self) -> None:
+        """Write the entries added so far. Main thread only."""
+        if self._db is None:
+            return
+        with self._lock:
+            rows, self._pending = self._pending, []
+        if rows:
+            import sqlite3
+
+            try:
+                with self._db:
+                    self._db.executemany("INSERT OR REPLACE INTO checksums VALUES (?, ?, ?, ?)", rows)
+            except sqlite3.Error:
+                pass
+
+    def close(self) -> None:
+        """Flush and close."""
+        if self._db is not None:
+            self.flush()
+            self._db.close()
+            self._db = None
+
+
+def _stamp_text(stamp: tuple[int, ...]) -> str:
+    return ":".join(str(n) for n in stamp)
+
+
+def migrate(state: State, data_path: Path, *, dry_run: bool = False, concurrency: int = DEFAULT_CONCURRENCY,
+            progress: Progress | None = None, cache_path: Path | None = None) -> MigrateReport:
+    """Copy ``<data_path>/storage/<bucket>/`` into each bucket of the grant, skipping what is already there.
+
+    Uses a write-capable credential (`open_store` with ``write=True``: the grant's own when it is ``full``,
+    else the admin one). "Already there" = same key, same size, and the listing's checksum equals the local one
+    computed the way the upload would produce it (S3: hex MD5, or MD5 of part MD5s + ``-N`` from 8 MiB), read
+    from ``cache_path`` when the file has not changed since it was last hashed or uploaded. Remote objects that
+    have no local file are left alone.
+
+    Args:
+        state: the environment's state (read only; the caller holds its lock).
+        data_path: Supervisely's DATA_PATH.
+        dry_run: list and check, upload nothing; the report's ``planned`` says what would be uploaded.
+        concurrency: parallel requests (1..`MAX_CONCURRENCY`); also the number of files hashed at once.
+        progress: receives the ``checking`` and ``uploading`` phases; None for silence.
+        cache_path: a `ChecksumCache` file (the CLI: ``<state dir>/<env>.migrate-cache.sqlite``); None to hash
+            every candidate.
+
+    Returns:
+        The `MigrateReport` (sizes in bytes, durations in seconds). Failed files are in it, not raised: the
+        caller decides (the CLI exits 4 when any remain).
+
+    Raises:
+        BadInput: see `check_folders`; ``concurrency`` out of range; the provider has no bulk upload.
+        CloudRefused: a bucket could not be listed (credentials, permission, no such bucket, unreachable).
+    """
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise BadInput(f"--concurrency {concurrency} is out of range", f"use 1 to {MAX_CONCURRENCY}")
+    started = time.monotonic()
+    pairs = check_folders(state, data_path)
+    progress = progress or _Silent()
+    report = MigrateReport(env=state.env, data_path=data_path, dry_run=dry_run, concurrency=concurrency)
+    plans = []
+    for bucket, folder in pairs:
+        store = open_store(state, bucket, write=not dry_run)
+        plans.append((store, BucketReport(bucket=bucket, folder=folder), transfer_for(store, concurrency)))
+    report.buckets = [br for _, br, _ in plans]
+    report.concurrency = min(transfer.concurrency for _, _, transfer in plans)
+    with ThreadPoolExecutor(max(1, len(plans)), thread_name_prefix="provision-plan") as pool:  # buckets in parallel
+        groups = list(pool.map(lambda plan: _plan(state.env, *plan), plans))
+    candidates = [c for group in groups for c in group]  # same key and size as a remote object
+    work = [(br, transfer) for _, br, transfer in plans]
+
+    cache = ChecksumCache(cache_path, writable=not dry_run)
+    try:
+        _check(candidates, cache, concurrency, progress)
+        for br in report.buckets:  # key order, big files first so their parts overlap the small files
+            br.planned.sort(key=lambda p: (p.job.size < 8 * 1024 * 1024, p.job.key.encode("utf-8")))
+        if not dry_run:
+            _upload(report, work, cache, progress)
+    finally:
+        cache.close()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _plan(env: str, store: Any, br: BucketReport, transfer: Transfer) -> list[_Candidate]:
+    """Scan one folder, list its bucket once, and sort the files: ``new`` and ``size differs`` go to
+    ``br.planned``; same key and size are returned as candidates for the checksum comparison."""
+    jobs, br.failed = scan(br.folder)
+    br.files = len(jobs) + len(br.failed)
+    br.bytes = sum(j.size for j in jobs)
+    local = {j.key: j for j in jobs}
+    remote: dict[str, tuple[int, str]] = {}
+    try:
+        for obj in store.list():
+            if obj.key in local:
+                remote[obj.key] = (obj.size, obj.etag)
+    except transfer.cloud_errors as exc:
+        raise CloudRefused(f"could not list bucket {br.bucket!r}: {_one_line(exc)}",
+                           "check that it exists and that the credential may list it "
+                           f"(provision verify --env {env})") from None
+    candidates = []
+    for job in jobs:
+        found = remote.get(job.key)
+        if found is None:
+            br.planned.append(Planned(job, "new"))
+        elif found[0] != job.size:
+            br.planned.append(Planned(job, "size differs"))
+        else:
+            candidates.append(_Candidate(br, transfer, job, found[1]))
+    return candidates
+
+
+@dataclass
+class _Candidate:
+    br: BucketReport
+    transfer: Transfer
+    job: UploadJob
+    etag: str
+
+
+def _decide(c: _Candidate, local: str) -> None:
+    if local == c.etag:
+        c.br.skipped += 1
+        c.br.skipped_bytes += c.job.size
+    else:
+        c.br.planned.append(Planned(c.job, "checksum differs"))
+
+
+def _check(candidates: list[_Candidate], cache: ChecksumCache, concurrency: int, progress: Progress) -> None:
+    """Compare the same-size candidates' local checksums (remembered, else hashed in parallel) with the listing's:
+    skip matches, plan the rest (``checksum differs``)."""
+    to_hash = []
+    for c in candidates:
+        remembered = cache.get(c.job, c.transfer.checksum_kind)
+        if remembered is None:
+            to_hash.append(c)
+        else:
+            _decide(c, remembered)
+    progress.phase("checking", sum(c.job.size for c in to_hash), len(to_hash))
+    lock = threading.Lock()
+
+    def check(c: _Candidate) -> None:
+        try:
+            local = c.transfer.checksum(c.job.path, c.job.size)
+        except OSError as exc:
+            with lock:
+                c.br.failed.append(Failure(c.job.key, _one_line(exc)))
+        else:
+            with lock:
+                _decide(c, local)
+            cache.add(c.job, c.transfer.checksum_kind, local)
+        progress.advance(c.job.size, 1)
+
+    if concurrency == 1 or len(to_hash) <= 1:
+        for c in to_hash:
+            check(c)
+    else:
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="provision-check") as pool:
+            for _ in pool.map(check, to_hash):
+                pass
+    cache.flush()
+
+
+def _upload(report: MigrateReport, work: list[tuple[BucketReport, Transfer]], cache: ChecksumCache,
+            progress: Progress) -> None:
+    """Upload every planned file, bucket after bucket; record successes and failures in the report, and the
+    store's checksum of each new object in the cache."""
+    progress.phase("uploading", report.total("to_upload_bytes"), report.total("to_upload"))
+    lock = threading.Lock()
+    started = time.monotonic()
+    try:
+        for br, transfer in work:
+            if not br.planned:
+                continue
+
+            def done(job: UploadJob, error: BaseException | None, checksum: str | None,
+                     br: BucketReport = br, kind: str = transfer.checksum_kind) -> None:
+                with lock:
+                    if error is None:
+                        br.uploaded += 1
+                        br.uploaded_bytes += job.size
+                    else:
+                        br.failed.append(Failure(job.key, _one_line(error)))
+                if error is None and checksum:
+                    try:
+                        unchanged = stamp_of(os.stat(job.path)) == job.stamp
+                    except OSError:
+                        unchanged = False
+                    if unchanged:
+                        cache.add(job, kind, checksum)
+                progress.advance(0, 1)
+
+            transfer.upload(_jobs(br, cache), progress.advance, done)
+    finally:
+        report.upload_seconds = time.monotonic() - started
+
+
+def _jobs(br: BucketReport, cache: ChecksumCache) -> Iterator[UploadJob]:
+    """The planned jobs, flushing the cache every 500 submissions (this runs in the main thread)."""
+    for n, planned in enumerate(br.planned, 1):
+        if n % 500 == 0:
+            cache.flush()
+        yield planned.job
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+# ---- presentation (rich, stderr) ----------------------------------------------------------------------------------
+class RichProgress:
+    """A rich progress bar on the given console: bytes done/total, bytes/s, ETA, files done/total.
+
+    Use as a context manager around `migrate`; pass it as ``progress``.
+
+    Args:
+        console: a rich Console (the CLI's, on stderr).
+    """
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description:<10}"), BarColumn(), DownloadColumn(binary_units=True),
+            TransferSpeedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("{task.fields[files]}/{task.fields[total_files]} files"),
+            console=console, transient=False,
+        )
+        self._task: Any = None
+        self._files = 0
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> RichProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._progress.stop()
+
+    def phase(self, name: str, total_bytes: int, total_files: int) -> None:
+        if self._task is not None:
+            self._progress.stop_task(self._task)
+        if total_files == 0:
+            self._task = None
+            return
+        self._files = self._pending = 0
+        self._task = self._progress.add_task(name, total=total_bytes or None, files=0, total_files=total_files)
+
+    def advance(self, nbytes: int = 0, files: int = 0) -> None:
+        if self._task is None:
+            return
+        with self._lock:  # progress arrives every few KiB: hand it to rich per MiB or finished file
+            self._files += files
+            self._pending += nbytes
+            if files or abs(self._pending) >= 1024 * 1024:
+                self._progress.update(self._task, advance=self._pending, files=self._files)
+                self._pending = 0
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def print_report(report: MigrateReport, console: Any, limit: int = 20) -> None:
+    """Print the summary table (per bucket: files, bytes, skipped, uploaded or would upload, failed), the failed
+    files (at most ``limit``), and in a dry run the first ``limit`` files that would be uploaded, to ``console``."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    verb = "would upload" if report.dry_run else "uploaded"
+    title = "migrate — dry run: nothing uploaded" if report.dry_run else f"migrate — env {report.env}"
+    table = Table(title=title, title_justify="left")
+    for column in ("bucket", "folder", "files", "bytes", "skipped", verb, "failed"):
+        table.add_column(column, justify="right" if column not in ("bucket", "folder") else "left")
+    for b in report.buckets:
+        sent = (b.to_upload, b.to_upload_bytes) if report.dry_run else (b.uploaded, b.uploaded_bytes)
+        table.add_row(b.bucket, escape(str(b.folder)), str(b.files), _size(b.bytes),
+                      f"{b.skipped} ({_size(b.skipped_bytes)})", f"{sent[0]} ({_size(sent[1])})",
+                      f"[red]{len(b.failed)}[/]" if b.failed else "0")
+    console.print(table)
+    if report.dry_run:
+        planned = [(b.bucket, p) for b in report.buckets for p in b.planned]
+        for bucket, p in planned[:limit]:
+            console.print(f"  would upload {escape(bucket)}/{escape(p.job.key)} ({_size(p.job.size)}, {p.reason})",
+                          soft_wrap=True)
+        if len(planned) > limit:
+            console.print(f"  … and {len(planned) - limit} more (--json lists them all)")
+    failures = report.failures
+    for bucket, f in failures[:limit]:
+        console.print(f"  [red]failed[/] {escape(bucket)}/{escape(f.key)}: {escape(f.error)}", soft_wrap=True)
+    if len(failures) > limit:
+        console.print(f"  … and {len(failures) - limit} more failures (--json lists them all)")
+    if report.dry_run:
+        console.print(f"dry run: {report.total('to_upload')} files ({_size(report.total('to_upload_bytes'))}) would "
+                      f"be uploaded, {report.total('skipped')} skipped ({_size(report.total('skipped_bytes'))}) as "
+                      f"already there; nothing was uploaded")
+    else:
+        rate = f", {_size(report.bytes_per_second)}/s" if report.total("uploaded_bytes") else ""
+        console.print(f"{report.total('uploaded')} files ({_size(report.total('uploaded_bytes'))}) uploaded, "
+                      f"{report.total('skipped')} skipped, {len(failures)} failed in {report.seconds:.1f} s{rate}")

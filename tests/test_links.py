@@ -1,0 +1,110 @@
+"""`provision links` against the enforcing sandbox: exact links files (filters, bucket order, key order, stdout vs
+--out), bad input, and proof that lines are written while the listing is still going (streaming)."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from provision import sandbox
+from provision.links import write_links
+from provision.state import StateStore
+from tests.conftest import Admin, Cli
+
+KEYS = ["a/1.jpg", "a/2.PNG", "a/3.txt", "a/sub/4.jpeg", "b/5.jpg", "ü ñ/6 x.jpg", "top.png"]
+
+
+@pytest.fixture
+def buckets(cli: Cli, admin: Admin, prefix: str) -> list[str]:
+    assert cli("s3", "--env", "sandbox", "--prefix", prefix, "--readonly").exit_code == 0
+    names = [f"{prefix}-public", f"{prefix}-private"]
+    for key in reversed(KEYS):  # put out of order: the file must come out in key order anyway
+        admin.s3.put_object(Bucket=names[0], Key=key, Body=b"x")
+    admin.s3.put_object(Bucket=names[1], Key="p/9.jpg", Body=b"x")
+    return names
+
+
+def test_links_exact_contents(cli: Cli, buckets: list[str], workdir: Path) -> None:
+    public, private = buckets
+    result = cli("links", "--env", "sandbox", "--bucket", public)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "".join(f"s3://{public}/{k}\n" for k in sorted(KEYS))
+
+    result = cli("links", "--env", "sandbox", "--bucket", public, "--prefix", "a/", "--ext", ".jpg,.PNG")
+    assert result.stdout == f"s3://{public}/a/1.jpg\ns3://{public}/a/2.PNG\n"
+    result = cli("links", "--env", "sandbox", "--bucket", public, "--ext", "jpg", "--ext", ".jpeg")
+    assert result.stdout == "".join(f"s3://{public}/{k}\n" for k in ("a/1.jpg", "a/sub/4.jpeg", "b/5.jpg",
+                                                                        "ü ñ/6 x.jpg"))
+
+    out = workdir / "links.txt"
+    result = cli("links", "--env", "sandbox", "--ext", ".jpg", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert out.read_text(encoding="utf-8") == (
+        "".join(f"s3://{public}/{k}\n" for k in ("a/1.jpg", "b/5.jpg", "ü ñ/6 x.jpg")) + f"s3://{private}/p/9.jpg\n")
+    assert f"4 links ({public}: 3, {private}: 1) written to {out}" in result.stderr
+    assert "run `provision render-env --env sandbox --out DIR`" in result.stderr
+
+    (workdir / "sv").mkdir()
+    assert cli("render-env", "--env", "sandbox", "--out", str(workdir / "sv")).exit_code == 0
+    result = cli("links", "--env", "sandbox", "--bucket", private, "--prefix", "p/")
+    assert result.stdout == f"s3://{private}/p/9.jpg\n"
+    assert "render-env" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bucket", "not-ours"], "error: bucket 'not-ours' is not part of environment 'sandbox'"),
+    (["--ext", ".jpg,,.png"], "error: --ext '.jpg,,.png' holds an empty or invalid extension"),
+    (["--out", "/nonexistent/dir/links.txt"], "error: --out /nonexistent/dir/links.txt: directory /nonexistent/dir"),
+])
+def test_links_bad_input(cli: Cli, buckets: list[str], args: list[str], message: str) -> None:
+    result = cli("links", "--env", "sandbox", *args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), lines
+    assert result.stdout == ""
+
+
+def test_links_without_state(cli: Cli) -> None:
+    result = cli("links", "--env", "sandbox")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: nothing provisioned in environment 'sandbox' yet")
+
+
+class ListingWatcher(io.StringIO):
+    """A text sink that, at its first write, records how many LIST requests the sandbox has seen so far."""
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+        self.lists_at_first_write: int | None = None
+
+    def write(self, text: str) -> int:
+        if self.lists_at_first_write is None:
+            self.lists_at_first_write = count_lists(self.endpoint)
+        return super().write(text)
+
+
+def count_lists(endpoint: str) -> int:
+    return sum(1 for e in sandbox.request_log(endpoint) if e["method"] == "GET" and e["service"] == "s3")
+
+
+def test_links_are_streamed_while_listing(cli: Cli, admin: Admin, prefix: str) -> None:
+    """1,100 keys are 2 pages of ListObjectsV2: the first line is written after the first page, before the second
+    is requested (nothing waits for the whole listing). Bounded memory at 100k keys: bench/links_memory.py."""
+    assert cli("s3", "--env", "sandbox", "--prefix", prefix, "--readonly").exit_code == 0
+    bucket = f"{prefix}-public"
+    keys = [f"img/{i:05d}.jpg" for i in range(1100)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: admin.s3.put_object(Bucket=bucket, Key=k, Body=b""), keys))
+    state = StateStore("sandbox").load()
+    admin.reset_log()
+    sink = ListingWatcher(admin.info.s3.endpoint_url)
+    report = write_links(state, sink, buckets=[bucket])
+    assert sink.lists_at_first_write == 1
+    assert count_lists(admin.info.s3.endpoint_url) == 2
+    assert report.total == 1100
+    assert sink.getvalue() == "".join(f"s3://{bucket}/{k}\n" for k in keys)

@@ -1,0 +1,191 @@
+"""`provision manifest`: CVAT's images manifest from ranged header reads, against the enforcing sandbox with a
+read-only grant. Real JPEG and PNG files made here with Pillow (up to 4000×3000, EXIF orientations 1, 3, 6, 8, EXIF
+blocks big enough to need the 16 and 64 KiB steps), non-images, an empty, a header-truncated and a body-truncated
+JPEG, related images; expected sizes come from Pillow on the complete files with CVAT's orientation rule."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from PIL import Image
+
+from provision.manifest import HEADER_STEPS, build_manifest, probe
+from provision.objects import ObjectInfo, open_store
+from provision.state import StateStore
+from tests.conftest import Admin, Cli, read_state
+
+
+def jpeg(size: tuple[int, int], orientation: int | None = None, noise: bool = True, description: str = "") -> bytes:
+    img = Image.effect_noise(size, 60) if noise else Image.linear_gradient("L").resize(size)
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[274] = orientation
+    if description:
+        exif[270] = description
+    out = io.BytesIO()
+    img.convert("RGB").save(out, "JPEG", quality=90, exif=exif.tobytes() if len(exif) else b"")
+    return out.getvalue()
+
+
+def png(size: tuple[int, int], orientation: int | None = None) -> bytes:
+    img = Image.merge("RGB", [Image.effect_noise(size, 40)] * 3)
+    out = io.BytesIO()
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[274] = orientation
+    img.save(out, "PNG", exif=exif.tobytes() if len(exif) else b"")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, bytes]:
+    """Object key -> content, made once per module."""
+    big = jpeg((4000, 3000))
+    cut = jpeg((1600, 1200), orientation=6)
+    made = {
+        "photos/big.jpg": big,
+        "photos/small.jpg": jpeg((64, 48), noise=False),
+        "photos/tiny.PNG": png((10, 10)),
+        "photos/o1.jpg": jpeg((1200, 800), orientation=1),
+        "photos/o3.jpg": jpeg((1200, 800), orientation=3),
+        "photos/o6.jpg": jpeg((1200, 800), orientation=6),
+        "photos/o8.jpeg": jpeg((1200, 800), orientation=8),
+        "photos/exif10k.jpg": jpeg((2000, 1000), orientation=6, description="x" * 10_000),
+        "photos/exif40k.jpg": jpeg((2000, 1000), orientation=8, description="y" * 40_000),
+        "photos/sub dir/scan.png": png((1000, 700)),
+        "photos/sub dir/rot.png": png((900, 300), orientation=6),
+        "photos/related_images/small_jpg/ctx_b.png": png((32, 16)),
+        "photos/related_images/small_jpg/ctx_a.jpg": jpeg((16, 32), noise=False),
+        "photos/related_images/small_jpg/readme.txt": b"context",
+        "photos/notes.txt": b"not an image\n",
+        "photos/labels.json": b"{}",
+        "photos/broken/empty.jpg": b"",
+        "photos/broken/header_cut.jpg": cut[:400],
+        "photos/broken/body_cut.jpg": cut[: len(cut) // 2],
+        "photos/broken/garbage.png": b"\x89PNG but not really" * 50,
+        "other/outside.jpg": jpeg((100, 100), noise=False),
+        "model.bin": b"\0" * 5000,
+    }
+    return made
+
+
+def expected_size(data: bytes) -> tuple[int, int]:
+    """CVAT's rule on the complete file (utils/dataset_manifest/core.py)."""
+    img = Image.open(io.BytesIO(data), mode="r")
+    orientation = img.getexif().get(274, 1)
+    return (img.height, img.width) if orientation > 4 else (img.width, img.height)
+
+
+@pytest.fixture
+def bucket(cli: Cli, admin: Admin, prefix: str, files: dict[str, bytes]) -> str:
+    """A read-only grant on ``<prefix>-data``, holding ``files`` (uploaded with the admin key)."""
+    result = cli("s3", f"{prefix}-data", "--env", "sandbox", "--readonly")
+    assert result.exit_code == 0, result.output
+    for key, data in files.items():
+        admin.s3.put_object(Bucket=f"{prefix}-data", Key=key, Body=data)
+    return f"{prefix}-data"
+
+
+IMAGES = ["photos/big.jpg", "photos/broken/body_cut.jpg", "photos/exif10k.jpg", "photos/exif40k.jpg", "photos/o1.jpg",
+          "photos/o3.jpg",
+          "photos/o6.jpg", "photos/o8.jpeg", "photos/small.jpg", "photos/sub dir/rot.png", "photos/sub dir/scan.png",
+          "photos/tiny.PNG"]
+"""The images under photos/ that the manifest lists (related images excluded), in key order. The JPEG whose body
+is cut off is listed: header reads cannot see that the body is missing (CVAT's own tool cannot either)."""
+
+
+def test_manifest_with_read_only_key_reads_only_headers(bucket: str, files: dict[str, bytes]) -> None:
+    state = StateStore("sandbox").load()
+    assert state.grant is not None and state.grant.access.value == "readonly"
+    store = open_store(state, bucket)  # the grant's own read-only key
+    manifest = build_manifest(store, "photos", concurrency=6)
+
+    assert manifest.prefix == "photos/"
+    names = [e["name"] + e["extension"] for e in manifest.entries]
+    assert names == [k[len("photos/"):] for k in IMAGES]
+    for entry, key in zip(manifest.entries, IMAGES, strict=True):
+        assert list(entry) == ["name", "extension", "width", "height", "meta"]
+        assert (entry["width"], entry["height"]) == expected_size(files[key]), key
+    by_name = {e["name"]: e for e in manifest.entries}
+    assert (by_name["o6"]["width"], by_name["o6"]["height"]) == (800, 1200)
+    assert (by_name["o3"]["width"], by_name["o3"]["height"]) == (1200, 800)
+    assert (by_name["sub dir/rot"]["width"], by_name["sub dir/rot"]["height"]) == (300, 900)
+    assert (by_name["big"]["width"], by_name["big"]["height"]) == (4000, 3000)
+    assert by_name["tiny"]["extension"] == ".PNG"
+    assert by_name["small"]["meta"] == {"related_images": ["related_images/small_jpg/ctx_a.jpg",
+                                                           "related_images/small_jpg/ctx_b.png"]}
+    assert all(e["meta"] == {"related_images": []} for e in manifest.entries if e["name"] != "small")
+
+    problems = {p.key: p.error for p in manifest.problems}
+    assert set(problems) == {"photos/broken/empty.jpg", "photos/broken/header_cut.jpg",
+                             "photos/broken/garbage.png"}
+    assert problems["photos/broken/empty.jpg"] == "empty object"
+    assert (by_name["broken/body_cut"]["width"], by_name["broken/body_cut"]["height"]) == (1200, 1600)
+    stats = manifest.stats
+    assert (stats.images, stats.failed, stats.related, stats.skipped) == (len(IMAGES), 3, 2, 3)
+    assert stats.bytes_total == sum(len(files[k]) for k in IMAGES + list(problems))
+    assert stats.bytes_total > 3_000_000
+    assert stats.bytes_read < stats.bytes_total / 20, vars(stats)
+
+    lines = manifest.text().splitlines()
+    assert lines[:2] == ['{"version":"1.1"}', '{"type":"images"}']
+    assert lines[2] == json.dumps(manifest.entries[0], separators=(",", ":"))
+    assert lines[2].startswith('{"name":"big","extension":".jpg","width":4000,"height":3000,"meta":')
+
+
+def test_header_reads_grow_only_as_needed(bucket: str, files: dict[str, bytes]) -> None:
+    store = open_store(StateStore("sandbox").load(), bucket)
+
+    def read(key: str) -> Any:
+        result = probe(store, ObjectInfo(key, len(files[key])))
+        assert result.error is None, result.error
+        assert (result.width, result.height) == expected_size(files[key])
+        return result
+
+    assert (read("photos/big.jpg").requests, read("photos/big.jpg").bytes_read) == (1, HEADER_STEPS[0])
+    assert (read("photos/exif10k.jpg").requests, read("photos/exif10k.jpg").bytes_read) == (2, HEADER_STEPS[1])
+    assert (read("photos/exif40k.jpg").requests, read("photos/exif40k.jpg").bytes_read) == (3, HEADER_STEPS[2])
+    assert read("photos/small.jpg").bytes_read == len(files["photos/small.jpg"])  # smaller than the first step
+    assert read("photos/sub dir/rot.png").requests == 1
+
+
+def test_cli_upload_uses_admin_credential_and_checksum(cli: Cli, admin: Admin, bucket: str, files: dict[str, bytes],
+                                                       workdir: Path) -> None:
+    auth = read_state("sandbox")["grant"]["auth"]
+    result = cli("manifest", "--env", "sandbox", "--prefix", "photos/sub dir/", "--upload", "--checksum",
+                 "--out", "sub.jsonl")
+    assert result.exit_code == 0, result.output
+    text = (workdir / "sub.jsonl").read_text()
+    lines = text.splitlines()
+    assert lines[:2] == ['{"version":"1.1"}', '{"type":"images"}']
+    entries = [json.loads(line) for line in lines[2:]]
+    assert [e["name"] for e in entries] == ["rot", "scan"]
+    for entry in entries:
+        data = files[f"photos/sub dir/{entry['name']}.png"]
+        assert list(entry) == ["name", "extension", "width", "height", "meta", "checksum"]
+        assert entry["checksum"] == hashlib.md5(Image.open(io.BytesIO(data)).tobytes()).hexdigest()
+        assert (entry["width"], entry["height"]) == expected_size(data)
+    uploaded = admin.s3.get_object(Bucket=bucket, Key="photos/sub dir/manifest.jsonl")["Body"].read()
+    assert uploaded.decode() == text
+    assert "with the admin credential" in " ".join(result.stderr.split())
+    assert auth["secret_key"] not in result.stdout + result.stderr
+    key_client = admin.client("s3", auth["access_key"], auth["secret_key"])
+    with pytest.raises(ClientError):  # the grant's key really is read-only
+        key_client.put_object(Bucket=bucket, Key="photos/sub dir/manifest.jsonl", Body=b"x")
+
+    # --checksum reads whole files, so a JPEG with its body cut off is reported too; problems are not fatal.
+    broken = cli("manifest", "--env", "sandbox", "--prefix", "photos/broken", "--checksum", "--json", "--upload")
+    assert broken.exit_code == 0, broken.output
+    report = json.loads(broken.stdout)
+    assert {p["key"] for p in report["problems"]} == {f"photos/broken/{n}" for n in (
+        "empty.jpg", "header_cut.jpg", "body_cut.jpg", "garbage.png")}
+    assert report["stats"]["images"] == 0 and report["uploaded"] is None
+    assert (workdir / "manifest.jsonl").read_text() == '{"version":"1.1"}\n{"type":"images"}\n'
+    with pytest.raises(ClientError):  # an empty manifest is not uploaded
+        admin.s3.head_object(Bucket=bucket, Key="photos/broken/manifest.jsonl")
