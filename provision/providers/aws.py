@@ -151,7 +151,8 @@ class AwsProvider:
     def client(self, service: str, key: KeyPair | None = None) -> Any:
         """A boto3 client for ``service`` (``s3``, ``iam``, ``sts``): admin credentials, or ``key`` when given.
 
-        Retries use botocore's ``standard`` mode (3 attempts). Custom endpoints get path-style addressing.
+        Retries use botocore's ``standard`` mode (3 attempts); up to 64 pooled connections. Custom endpoints get
+        path-style addressing.
         """
         from botocore.config import Config
 
@@ -161,6 +162,7 @@ class AwsProvider:
             s3={"addressing_style": "path"} if endpoint else {},
             connect_timeout=10,
             read_timeout=60,
+            max_pool_connections=64,  # manifest/migrate run up to 64 concurrent requests through one client
         )
         creds: dict[str, Any] = {}
         if key is not None:
