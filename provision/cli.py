@@ -462,13 +462,17 @@ def migrate_command(
     with store.lock():
         state = store.load()
         cache = store.directory / f"{env}.migrate-cache.sqlite"  # remembered checksums of unchanged files
-        if json_out:
-            report = migrate(state, data_path.absolute(), dry_run=dry_run, concurrency=concurrency,
-                             cache_path=cache)
-        else:
-            with RichProgress(console()) as bar:
+        try:
+            if json_out:
                 report = migrate(state, data_path.absolute(), dry_run=dry_run, concurrency=concurrency,
-                                 progress=bar, cache_path=cache)
+                                 cache_path=cache)
+            else:
+                with RichProgress(console()) as bar:
+                    report = migrate(state, data_path.absolute(), dry_run=dry_run, concurrency=concurrency,
+                                     progress=bar, cache_path=cache)
+        except KeyboardInterrupt:
+            console().print("interrupted: re-run the same command to resume (what was uploaded is skipped)")
+            raise
     if json_out:
         emit_json(report.to_json())
     else:

@@ -565,16 +565,17 @@ class RichProgress:
             console=console, transient=False,
         )
         self._task: Any = None
+        self._started = False
         self._files = 0
         self._pending = 0
         self._lock = threading.Lock()
 
     def __enter__(self) -> RichProgress:
-        self._progress.start()
-        return self
+        return self  # the bar appears with the first phase that has work (nothing printed otherwise)
 
     def __exit__(self, *exc: Any) -> None:
-        self._progress.stop()
+        if self._started:
+            self._progress.stop()
 
     def phase(self, name: str, total_bytes: int, total_files: int) -> None:
         if self._task is not None:
@@ -582,6 +583,9 @@ class RichProgress:
         if total_files == 0:
             self._task = None
             return
+        if not self._started:
+            self._progress.start()
+            self._started = True
         self._files = self._pending = 0
         self._task = self._progress.add_task(name, total=total_bytes or None, files=0, total_files=total_files)
 
