@@ -402,8 +402,8 @@ def migrate(state: State, data_path: Path, *, dry_run: bool = False, concurrency
     cache = ChecksumCache(cache_path, writable=not dry_run)
     try:
         _check(candidates, cache, concurrency, progress)
-        for br in report.buckets:  # key order, big files first so their parts overlap the small files
-            br.planned.sort(key=lambda p: (p.job.size < 8 * 1024 * 1024, p.job.key.encode("utf-8")))
+        for br in report.buckets:  # in key order
+            br.planned.sort(key=lambda p: p.job.key.encode("utf-8"))
         if not dry_run:
             _upload(report, work, cache, progress)
     finally:

