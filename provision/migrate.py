@@ -5,9 +5,10 @@ these become the buckets of the same names, with keys = paths relative to each f
 
 1. checks that every bucket of the grant has its folder (`check_folders`), before any cloud call;
 2. scans the folders and lists each bucket once (one paginated LIST, no HEAD per object);
-3. hashes only the local files whose key exists remotely with the same size, computing the checksum the listing
-   would show for them (`provision.transfer.Transfer.checksum`: the S3 ETag, multipart rule included) and skips
-   those that match: a re-run uploads nothing, an interrupted run resumes where it stopped;
+3. for the local files whose key exists remotely with the same size, compares the checksum the listing shows with
+   the local one the upload would produce (`provision.transfer.Transfer.checksum`: the S3 ETag, multipart rule
+   included; remembered in a `ChecksumCache` for files unchanged since they were last hashed or uploaded) and
+   skips those that match: a re-run uploads nothing, an interrupted run resumes where it stopped;
 4. uploads the rest in parallel (multipart for large files) with the SDK's retries, and reports each file that
    still failed.
 

@@ -108,7 +108,7 @@ def test_migrate_copies_tree_and_rerun_uploads_nothing(cli: Cli, admin: Admin, s
     grant_before = read_state()["grant"]
 
     code, doc, err = migrate_json(cli, data_path)
-    assert code == 0, err
+    assert (code, err) == (0, "")  # --json: one document on stdout, no progress bar
     total = sum(len(d) for d in tree.values())
     assert (doc["files"], doc["bytes"], doc["uploaded"], doc["uploaded_bytes"]) == (len(tree), total, len(tree), total)
     assert (doc["skipped"], doc["failed"], doc["failures"]) == (0, 0, [])
@@ -245,6 +245,8 @@ def test_failed_uploads_are_listed_exit_4_then_a_rerun_finishes(cli: Cli, admin:
 
     result = cli("migrate", "--env", "sandbox", "--data-path", str(data_path))
     assert result.exit_code == 4, result.output
+    assert result.stdout == ""
+    assert "uploading" in result.stderr and "ETA" in result.stderr and "/s" in result.stderr  # the progress bar
     n_private = sum(1 for b, _ in tree if b == private)
     n_public = len(tree) - n_private
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]

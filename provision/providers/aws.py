@@ -151,7 +151,7 @@ class AwsProvider:
     def client(self, service: str, key: KeyPair | None = None) -> Any:
         """A boto3 client for ``service`` (``s3``, ``iam``, ``sts``): admin credentials, or ``key`` when given.
 
-        Retries use botocore's ``standard`` mode (3 attempts); up to 64 pooled connections. Custom endpoints get
+        Retries use botocore's ``standard`` mode (max_attempts=3); up to 64 pooled connections. Custom endpoints get
         path-style addressing.
         """
         from botocore.config import Config
