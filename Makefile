@@ -10,6 +10,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	@# Azurite (the Azure Blob emulator of the sandbox and the tests), from npm, beside the venv.
+	@if command -v npm >/dev/null; then \
+	  npm install --prefix $(VENV)/node --no-audit --no-fund --silent azurite@3.35; \
+	else echo "npm not found: the sandbox will run without Azure (install Node.js 20+ and re-run make install)"; fi
 	touch $(STAMP)
 
 install: $(STAMP)

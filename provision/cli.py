@@ -23,7 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-sandbox_app = typer.Typer(help="The embedded local cloud: real S3/IAM APIs on 127.0.0.1.", no_args_is_help=True,
+sandbox_app = typer.Typer(help="The embedded local cloud: real S3/IAM, Azure Blob and GCS APIs on 127.0.0.1.",
+                          no_args_is_help=True,
                           rich_markup_mode=None)
 app.add_typer(sandbox_app, name="sandbox")
 
@@ -81,6 +82,85 @@ def s3_command(
     overrides = {"buckets": buckets, "prefix": prefix, "iam_role": iam_role, "user": user, "region": region,
                  "endpoint_url": endpoint_url, "access": "full" if full else ("readonly" if readonly else None)}
     _provision("s3", env, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
+
+
+@app.command("azure")
+@_errors
+def azure_command(
+    containers: list[str] | None = typer.Argument(None, metavar="[CONTAINER]...", help="Container names."),
+    prefix: str | None = typer.Option(None, "--prefix", help="Supervisely's pair: P-public and P-private."),
+    account: str | None = typer.Option(None, "--account", help="Storage account name (3–24 a-z0-9)."),
+    resource_group: str | None = typer.Option(None, "--resource-group", help="Resource group (default "
+                                              "provision-<account>)."),
+    location: str | None = typer.Option(None, "--location", help="Azure location (default westeurope)."),
+    subscription: str | None = typer.Option(None, "--subscription", help="Subscription id (default "
+                                            "AZURE_SUBSCRIPTION_ID, else the only one)."),
+    connection_string: str | None = typer.Option(None, "--connection-string", help="Data-plane-only mode for an "
+                                                 "existing account (or AZURE_STORAGE_CONNECTION_STRING)."),
+    readonly: bool = typer.Option(False, "--readonly", help="Read + list only (SAS sp=rl; the default)."),
+    full: bool = typer.Option(False, "--full", help="Read, add, create, write, delete, list (SAS sp=racwdl)."),
+    sas_expiry: str | None = typer.Option(None, "--sas-expiry", help="SAS lifetime: 30d, 12h or "
+                                          "2027-01-31T00:00:00Z (default 30d)."),
+    renew_before: str | None = typer.Option(None, "--renew-before", help="Renew the stored SAS when less than "
+                                            "this remains (default 7d, at most half its lifetime)."),
+    account_key: bool = typer.Option(False, "--account-key", help="Hand out the account name + key1 (full "
+                                     "access; what Supervisely's Azure backend takes) instead of a SAS."),
+    keyless: str | None = typer.Option(None, "--keyless", metavar="PRINCIPAL_ID", help="No secret: a role "
+                                       "assignment on each container for this managed identity."),
+    harden: bool = typer.Option(False, "--harden", help="Fix an adopted account's insecure settings."),
+    rotate: bool = ROTATE,
+    no_verify: bool = NO_VERIFY,
+    env: str = ENV,
+    dry_run: bool = DRY_RUN,
+    json_out: bool = JSON,
+    show_secrets: bool = SHOW,
+) -> None:
+    """A storage account with secure defaults, private containers, and a SAS with a known expiry (or the account
+    key, or keyless RBAC) for exactly them."""
+    from provision.errors import BadInput
+
+    if readonly and full:
+        raise BadInput("--readonly and --full are mutually exclusive", "pass one of them")
+    overrides = {"buckets": containers, "prefix": prefix, "account": account, "resource_group": resource_group,
+                 "location": location, "subscription": subscription, "connection_string": connection_string,
+                 "sas_expiry": sas_expiry, "renew_before": renew_before, "account_key": account_key or None,
+                 "keyless": True if keyless is not None else None, "principal_id": keyless,
+                 "harden": harden or None, "access": "full" if full else ("readonly" if readonly else None)}
+    _provision("azure", env, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
+
+
+@app.command("gcs")
+@_errors
+def gcs_command(
+    buckets: list[str] | None = typer.Argument(None, metavar="[BUCKET]...", help="Bucket names."),
+    prefix: str | None = typer.Option(None, "--prefix", help="Supervisely's pair: P-public and P-private."),
+    project: str | None = typer.Option(None, "--project", help="GCP project id."),
+    location: str | None = typer.Option(None, "--location", help="Bucket location (default US)."),
+    readonly: bool = typer.Option(False, "--readonly", help="objectViewer + legacyBucketReader (the default)."),
+    full: bool = typer.Option(False, "--full", help="objectAdmin + legacyBucketReader on these buckets only."),
+    service_account: str | None = typer.Option(None, "--service-account", help="Service-account id (default "
+                                               "provision-<prefix>-<ro|rw>)."),
+    hmac: bool = typer.Option(False, "--hmac", help="An HMAC key for the S3-interoperable endpoint instead of a "
+                              "JSON key file."),
+    keyless: bool = typer.Option(False, "--keyless", help="No secret: the VM's attached service account."),
+    harden: bool = typer.Option(False, "--harden", help="Fix an adopted bucket's insecure settings."),
+    rotate: bool = ROTATE,
+    no_verify: bool = NO_VERIFY,
+    env: str = ENV,
+    dry_run: bool = DRY_RUN,
+    json_out: bool = JSON,
+    show_secrets: bool = SHOW,
+) -> None:
+    """Buckets with uniform access and public access prevention, a service account bound to exactly them, and a
+    key file (or HMAC key, or nothing with --keyless)."""
+    from provision.errors import BadInput
+
+    if readonly and full:
+        raise BadInput("--readonly and --full are mutually exclusive", "pass one of them")
+    overrides = {"buckets": buckets, "prefix": prefix, "project": project, "location": location,
+                 "service_account": service_account, "hmac": hmac or None, "keyless": keyless or None,
+                 "harden": harden or None, "access": "full" if full else ("readonly" if readonly else None)}
+    _provision("gcs", env, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
 
 
 def _provision(provider: str, env: str, overrides: dict[str, Any], dry_run: bool, json_out: bool,
@@ -398,16 +478,27 @@ def destroy_command(
 @sandbox_app.command("up")
 @_errors
 def sandbox_up(json_out: bool = JSON) -> None:
-    """Start the local S3 + IAM + STS endpoint (IAM policies enforced) on 127.0.0.1."""
+    """Start the local clouds on 127.0.0.1: S3 + IAM + STS (IAM policies enforced), Azure Blob (Azurite, HTTPS,
+    SAS enforced) and Cloud Storage (emulator; no IAM)."""
     from provision import sandbox
     from provision.output import emit_json, say
 
     info, started = sandbox.up()
     if json_out:
-        emit_json({"started": started, "pid": info.pid, "s3": {"endpoint_url": info.s3.endpoint_url}})
+        emit_json({"started": started, "pid": info.pid, **_sandbox_endpoints(info)})
         return
-    say(f"sandbox {'started' if started else 'already running'}: S3/IAM/STS at {info.s3.endpoint_url} "
-        f"(pid {info.pid}); use --env sandbox")
+    say(f"sandbox {'started' if started else 'already running'} (pid {info.pid}); use --env sandbox with "
+        "`provision s3`, `provision azure` or `provision gcs`")
+    for service, where in _sandbox_endpoints(info).items():
+        say(f"  {service:<6} {where or 'not available (Azurite not found: run `make install` or npm install -g azurite@3.35)'}")
+
+
+def _sandbox_endpoints(info: Any) -> dict[str, str | None]:
+    """Service -> endpoint of a running sandbox (None for a service it runs without)."""
+    return {"s3": f"{info.s3.endpoint_url} (S3, IAM, STS)",
+            "azure": f"{info.azure.account_url()} (account {info.azure.account.name}, HTTPS, CA {info.azure.ca_file})"
+            if info.azure else None,
+            "gcs": f"{info.gcs.endpoint_url} (project {info.gcs.project}, no IAM)" if info.gcs else None}
 
 
 @sandbox_app.command("down")
@@ -429,10 +520,12 @@ def sandbox_status(json_out: bool = JSON) -> None:
 
     info = sandbox.read_info()
     if json_out:
-        emit_json({"running": info is not None, "s3": info.s3.endpoint_url if info else None})
+        emit_json({"running": info is not None, **(_sandbox_endpoints(info) if info else {})})
     elif info:
         since = f"{info.started_at:%Y-%m-%d %H:%M} UTC"
-        say(f"running: S3/IAM/STS at {info.s3.endpoint_url} (pid {info.pid}, since {since})")
+        say(f"running (pid {info.pid}, since {since})")
+        for service, where in _sandbox_endpoints(info).items():
+            say(f"  {service:<6} {where or 'not available'}")
     else:
         say("not running; start it with: provision sandbox up")
     if info is None:

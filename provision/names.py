@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import datetime, timedelta, timezone
 import re
 
 from provision.errors import BadInput
@@ -126,3 +127,210 @@ def supervisely_pair(prefix: str) -> list[str]:
     """
     check_prefix(prefix)
     return [f"{prefix}-public", f"{prefix}-private"]
+
+
+# ---- Azure ----------------------------------------------------------------------------------------------------
+_AZ_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
+_AZ_CONTAINER = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$")
+_AZ_RG = re.compile(r"^[-\w._()]{0,89}[-\w_()]$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def check_storage_account(name: str) -> str:
+    """Check an Azure storage account name.
+
+    Rules: https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules
+    (Microsoft.Storage/storageAccounts) — 3–24 characters, lowercase letters and digits only, globally unique.
+
+    Returns:
+        The name, unchanged.
+
+    Raises:
+        BadInput: the name breaks a rule.
+    """
+    if not _AZ_ACCOUNT.match(name):
+        why = (f"is {len(name)} characters long; storage account names are 3–24 characters"
+               if not 3 <= len(name) <= 24 else "may contain only lowercase letters and digits")
+        raise BadInput(f"invalid storage account name {name!r}: it {why}",
+                       "choose e.g. 'acmesupervisely' (Azure storage account naming rules)")
+    return name
+
+
+def check_container(name: str) -> str:
+    """Check an Azure Blob container name.
+
+    Rules: https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata
+    — 3–63 characters; lowercase letters, digits and ``-``; starts and ends with a letter or digit; no ``--``.
+
+    Returns:
+        The name, unchanged.
+
+    Raises:
+        BadInput: the name breaks a rule.
+    """
+    why = None
+    if not 3 <= len(name) <= 63:
+        why = f"is {len(name)} characters long; container names are 3–63 characters"
+    elif not re.match(r"^[a-z0-9-]+$", name):
+        why = "may contain only lowercase letters, digits and '-'"
+    elif "--" in name:
+        why = "must not contain two consecutive dashes"
+    elif not _AZ_CONTAINER.match(name):
+        why = "must begin and end with a lowercase letter or a digit"
+    if why:
+        raise BadInput(f"invalid container name {name!r}: it {why}", "choose a valid name (Azure container naming "
+                       "rules)")
+    return name
+
+
+def check_resource_group(name: str) -> str:
+    """Check an Azure resource group name.
+
+    Rules: https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules
+    (Microsoft.Resources/resourcegroups) — 1–90 characters: letters, digits, ``_ - . ( )``, not ending in ``.``.
+
+    Raises:
+        BadInput: the name breaks a rule.
+    """
+    if not _AZ_RG.match(name):
+        raise BadInput(f"invalid --resource-group {name!r}: use 1–90 letters, digits, '_', '-', '.', '(' or ')', "
+                       "not ending in '.'", "choose e.g. 'supervisely'")
+    return name
+
+
+def check_principal_id(value: str) -> str:
+    """Check an Entra ID principal (object) id: a GUID.
+
+    Raises:
+        BadInput: not a GUID.
+    """
+    if not _UUID.match(value):
+        raise BadInput(f"invalid --keyless principal id {value!r}: it must be the managed identity's principal "
+                       "(object) id, a GUID", "find it with `az identity show --query principalId`")
+    return value.lower()
+
+
+# ---- Google Cloud Storage ---------------------------------------------------------------------------------------
+_GCS_CHARS = re.compile(r"^[a-z0-9._-]+$")
+_SA_ID = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])$")
+_PROJECT = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$|^[a-z0-9.-]+:[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+
+
+def check_gcs_bucket(name: str) -> str:
+    """Check a Cloud Storage bucket name.
+
+    Rules: https://cloud.google.com/storage/docs/buckets#naming — 3–63 characters (up to 222 with dots, each
+    dot-separated part ≤ 63); lowercase letters, digits, ``-``, ``_`` and ``.``; begins and ends with a letter or
+    digit; not an IP address; must not begin with ``goog`` nor contain ``google`` (or close misspellings).
+
+    Returns:
+        The name, unchanged.
+
+    Raises:
+        BadInput: the name breaks a rule.
+    """
+    why = None
+    limit = 222 if "." in name else 63
+    if not 3 <= len(name) <= limit:
+        why = f"is {len(name)} characters long; bucket names are 3–63 characters (222 with dots)"
+    elif not _GCS_CHARS.match(name):
+        why = "may contain only lowercase letters, digits, '-', '_' and '.'"
+    elif not (name[0].isalnum() and name[-1].isalnum()):
+        why = "must begin and end with a lowercase letter or a digit"
+    elif any(len(part) > 63 for part in name.split(".")):
+        why = "has a dot-separated part longer than 63 characters"
+    elif _is_ip(name):
+        why = "must not be formatted as an IP address"
+    elif name.startswith("goog"):
+        why = "must not begin with 'goog' (reserved by Google)"
+    elif any(word in name for word in ("google", "g00gle", "googl3")):
+        why = "must not contain 'google' or a close misspelling (reserved by Google)"
+    if why:
+        raise BadInput(f"invalid bucket name {name!r}: it {why}", "choose a valid name (Cloud Storage bucket "
+                       "naming rules)")
+    return name
+
+
+def check_service_account_id(name: str) -> str:
+    """Check a service-account id (the part before ``@<project>.iam.gserviceaccount.com``).
+
+    Rules: https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/create — 6–30 characters
+    matching ``[a-z]([-a-z0-9]*[a-z0-9])``.
+
+    Raises:
+        BadInput: the id breaks a rule.
+    """
+    if not (6 <= len(name) <= 30 and _SA_ID.match(name)):
+        raise BadInput(f"invalid --service-account {name!r}: service-account ids are 6–30 characters, lowercase "
+                       "letters, digits and '-', starting with a letter and not ending with '-'",
+                       "choose e.g. 'provision-acme-ro'")
+    return name
+
+
+def check_project(project: str) -> str:
+    """Check a GCP project id.
+
+    Rules: https://cloud.google.com/resource-manager/docs/creating-managing-projects — 6–30 characters, lowercase
+    letters, digits and ``-``, starting with a letter, not ending with ``-`` (legacy ``domain:project`` ids kept).
+
+    Raises:
+        BadInput: the id breaks a rule.
+    """
+    if not _PROJECT.match(project):
+        raise BadInput(f"invalid --project {project!r}: project ids are 6–30 lowercase letters, digits and '-', "
+                       "starting with a letter", "pass the project id (not its name or number)")
+    return project
+
+
+# ---- durations and instants ---------------------------------------------------------------------------------------
+_DURATION = re.compile(r"^(\d{1,5})([dh])$")
+
+
+def parse_expiry(value: str, now: datetime, what: str = "--sas-expiry") -> datetime:
+    """Turn ``30d`` / ``12h`` / an ISO-8601 UTC instant into an aware UTC datetime after ``now``.
+
+    Args:
+        value: ``<N>d`` (days), ``<N>h`` (hours), or an ISO-8601 instant with ``Z`` or an explicit offset
+            (``2027-01-31T00:00:00Z``); a naive instant is refused (its zone would be a guess).
+        now: the current time (aware, UTC).
+        what: the flag name, for messages.
+
+    Returns:
+        The expiry as an aware UTC datetime, whole seconds.
+
+    Raises:
+        BadInput: unparseable, zero, naive, or not in the future.
+    """
+    match = _DURATION.match(value.strip())
+    if match:
+        amount = int(match.group(1))
+        if amount == 0:
+            raise BadInput(f"invalid {what} {value!r}: a lifetime of zero", f"pass e.g. {what} 30d")
+        delta = timedelta(days=amount) if match.group(2) == "d" else timedelta(hours=amount)
+        return (now + delta).replace(microsecond=0)
+    try:
+        instant = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"invalid {what} {value!r}: expected Nd, Nh or an ISO-8601 UTC instant",
+                       f"pass e.g. {what} 30d, {what} 12h or {what} 2027-01-31T00:00:00Z") from None
+    if instant.tzinfo is None:
+        raise BadInput(f"invalid {what} {value!r}: the instant has no time zone",
+                       f"append Z for UTC, e.g. {what} {value.strip()}Z")
+    instant = instant.astimezone(timezone.utc).replace(microsecond=0)
+    if instant <= now:
+        raise BadInput(f"invalid {what} {value!r}: it is in the past ({instant:%Y-%m-%dT%H:%M:%SZ})",
+                       f"pass a future instant or a lifetime such as {what} 30d")
+    return instant
+
+
+def parse_duration(value: str, what: str) -> timedelta:
+    """Turn ``7d`` / ``12h`` into a timedelta.
+
+    Raises:
+        BadInput: not ``<N>d`` or ``<N>h``.
+    """
+    match = _DURATION.match(value.strip())
+    if not match:
+        raise BadInput(f"invalid {what} {value!r}: expected Nd or Nh", f"pass e.g. {what} 7d")
+    amount = int(match.group(1))
+    return timedelta(days=amount) if match.group(2) == "d" else timedelta(hours=amount)

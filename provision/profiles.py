@@ -29,6 +29,20 @@ class Profile(BaseModel):
         region: cloud region (AWS default: the SDK's configured region, else ``us-east-1``).
         endpoint_url: an S3-compatible endpoint (MinIO, the sandbox); None for AWS itself.
         sandbox: take endpoints and admin credentials from the running ``provision sandbox``.
+        account: Azure storage account name.
+        resource_group: Azure resource group (default ``provision-<account>``).
+        location: Azure location (default ``westeurope``) or GCS bucket location (default ``US``).
+        subscription: Azure subscription id (default ``AZURE_SUBSCRIPTION_ID``, else the only one listed).
+        connection_string: Azure data-plane-only mode: an existing account's connection string, no management call.
+        sas_expiry: Azure SAS lifetime: ``Nd``, ``Nh`` or an ISO-8601 UTC instant (default ``30d``).
+        renew_before: Azure: renew the stored SAS when less than this remains (``Nd``/``Nh``, default ``7d``).
+        account_key: Azure: hand out the account name + key1 instead of a SAS (full access).
+        keyless: no secret at all: Azure RBAC for ``principal_id``; GCS: the VM's attached service account.
+        principal_id: Azure ``--keyless``: the managed identity's principal (object) id.
+        harden: change an adopted bucket's / account's insecure settings instead of only reporting them.
+        project: GCP project id.
+        service_account: GCS service-account id (default ``provision-<prefix or first bucket>-<access>``).
+        hmac: GCS: an HMAC key for the S3-interoperable endpoint instead of a JSON key file.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -42,6 +56,20 @@ class Profile(BaseModel):
     region: str | None = None
     endpoint_url: str | None = None
     sandbox: bool = False
+    account: str | None = None
+    resource_group: str | None = None
+    location: str | None = None
+    subscription: str | None = None
+    connection_string: str | None = None
+    sas_expiry: str | None = None
+    renew_before: str | None = None
+    account_key: bool = False
+    keyless: bool = False
+    principal_id: str | None = None
+    harden: bool = False
+    project: str | None = None
+    service_account: str | None = None
+    hmac: bool = False
 
     @field_validator("endpoint_url")
     @classmethod
@@ -49,6 +77,16 @@ class Profile(BaseModel):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value
+
+
+PROVIDER_FIELDS: dict[str, set[str]] = {
+    "s3": {"iam_role", "user", "region", "endpoint_url"},
+    "azure": {"account", "resource_group", "location", "subscription", "connection_string", "sas_expiry",
+              "renew_before", "account_key", "keyless", "principal_id", "harden"},
+    "gcs": {"location", "project", "service_account", "hmac", "keyless", "harden"},
+}
+"""The provider-specific fields each provider accepts; the rest (provider, buckets, prefix, access, sandbox) are
+common. A profile that sets another provider's field is refused rather than silently ignored."""
 
 
 def envs_dir() -> Path:
@@ -109,5 +147,10 @@ def load_profile(env: str, overrides: dict[str, Any], provider: str) -> Profile:
             f"environment {env!r} is a {profile.provider} profile ({where})",
             f"run `provision {profile.provider}` for it, or pick another --env",
         )
+    foreign = sorted(k for k in set().union(*PROVIDER_FIELDS.values()) - PROVIDER_FIELDS[provider]
+                     if k in profile.model_fields_set and data.get(k) not in (None, False))
+    if foreign:
+        raise BadInput(f"option {foreign[0]!r} ({where}) does not apply to `provision {provider}`",
+                       "remove it, or use the command of the provider it belongs to")
     profile.provider = provider  # type: ignore[assignment]
     return profile

@@ -1,15 +1,20 @@
 """The embedded local cloud (shared/DESIGN.md "The embedded default").
 
-``provision sandbox up`` starts an S3 + IAM + STS endpoint that enforces IAM policies (moto server with auth
-switched on after an admin key is made) on 127.0.0.1 with a free port, and records its endpoint and admin
-credentials in ``<state dir>/sandbox/endpoints.json`` (0600). ``--env sandbox`` (``envs/sandbox.yaml``) points
-commands at it. ``.provision/sandbox.json`` stays what it is for every env: the state of ``--env sandbox``.
+``provision sandbox up`` starts, each on 127.0.0.1 with a free port: an S3 + IAM + STS endpoint that enforces IAM
+policies (moto server with auth switched on after an admin key is made), Azurite for Azure Blob (over HTTPS with a
+certificate made for the sandbox, so https-only SAS tokens are really checked; two storage accounts with key1 and
+key2), and a GCS emulator. It records the endpoints and admin credentials in
+``<state dir>/sandbox/endpoints.json`` (0600). ``--env sandbox`` (``envs/sandbox.yaml``) points every provider
+command at it. ``.provision/sandbox.json`` stays what it is for every env: the state of ``--env sandbox``.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,12 +45,120 @@ class S3Endpoint(BaseModel):
     secret_key: str
 
 
+class AzureAccount(BaseModel):
+    """An Azurite storage account with its two keys (base64)."""
+
+    name: str
+    key1: str
+    key2: str
+
+
+class AzureEndpoint(BaseModel):
+    """The sandbox's Azure Blob endpoint (Azurite behind the logging proxy, HTTPS).
+
+    Attributes:
+        blob_url: ``https://127.0.0.1:PORT``; an account's blob endpoint is ``<blob_url>/<account>`` (path style).
+        ca_file: the sandbox's self-signed certificate (PEM), to trust for this endpoint.
+        account: the account `provision azure --env sandbox` uses.
+        other: a second account, for "another account's data is unreachable" checks.
+    """
+
+    blob_url: str
+    ca_file: str
+    account: AzureAccount
+    other: AzureAccount
+
+    def account_url(self, account: str | None = None) -> str:
+        """The blob endpoint of ``account`` (default: the sandbox account)."""
+        return f"{self.blob_url}/{account or self.account.name}"
+
+    def connection_string(self, account: AzureAccount | None = None) -> str:
+        """A connection string for ``account`` (default: the sandbox account) with key1."""
+        acct = account or self.account
+        return (f"DefaultEndpointsProtocol=https;AccountName={acct.name};AccountKey={acct.key1};"
+                f"BlobEndpoint={self.account_url(acct.name)};")
+
+
+class GcsEndpoint(BaseModel):
+    """The sandbox's Cloud Storage endpoint (the GCS emulator behind the logging proxy; anonymous, no IAM).
+
+    Attributes:
+        endpoint_url: ``http://127.0.0.1:PORT`` (what ``STORAGE_EMULATOR_HOST`` would hold).
+        project: the project id the sandbox reports.
+    """
+
+    endpoint_url: str
+    project: str = "sandbox"
+
+
 class SandboxInfo(BaseModel):
-    """What ``sandbox up`` records: the server pid, its endpoints, when it started (UTC)."""
+    """What ``sandbox up`` records: the server pid, its endpoints, when it started (UTC). ``azure`` is None when
+    Azurite is not installed."""
 
     pid: int
     s3: S3Endpoint
+    gcs: GcsEndpoint | None = None
+    azure: AzureEndpoint | None = None
     started_at: datetime
+
+    def require_azure(self) -> AzureEndpoint:
+        """The Azure endpoint. Raises BadInput when Azurite was not found at ``sandbox up``."""
+        if self.azure is None:
+            raise BadInput("the running sandbox has no Azure Blob endpoint (Azurite was not found when it started)",
+                           "install it (`make install`, or `npm install -g azurite@3.35`), then `provision sandbox "
+                           "down` and `provision sandbox up`")
+        return self.azure
+
+    def require_gcs(self) -> GcsEndpoint:
+        """The GCS endpoint. Raises BadInput when the sandbox was started without it."""
+        if self.gcs is None:
+            raise BadInput("the running sandbox has no Cloud Storage endpoint",
+                           "restart it: `provision sandbox down` then `provision sandbox up`")
+        return self.gcs
+
+
+def azurite_binary() -> str | None:
+    """The ``azurite-blob`` executable: ``$PROVISION_AZURITE``, the copy ``make install`` puts under
+    ``<venv>/node``, or one on ``PATH``; None when there is none."""
+    candidates = [os.environ.get("PROVISION_AZURITE"),
+                  str(Path(sys.prefix) / "node" / "node_modules" / ".bin" / "azurite-blob"),
+                  shutil.which("azurite-blob")]
+    for candidate in candidates:
+        if candidate and Path(candidate).exists() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost (ten years), as ``cert.pem`` and ``key.pem`` (0600)."""
+    import ipaddress
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "provision sandbox")])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=3650))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                        x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    atomic_write(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()))
+    atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+def _account(name: str) -> AzureAccount:
+    return AzureAccount(name=name, key1=base64.b64encode(secrets.token_bytes(64)).decode(),
+                        key2=base64.b64encode(secrets.token_bytes(64)).decode())
 
 
 def sandbox_dir() -> Path:
@@ -95,39 +208,58 @@ def up() -> tuple[SandboxInfo, bool]:
         (info, started): ``started`` is False when a running sandbox was found and reused.
 
     Raises:
-        MissingExtra: moto is not installed (``pip install 'provision[sandbox]'``).
-        ProvisionError: the emulator did not start within `START_TIMEOUT` seconds (names its log file).
+        MissingExtra: moto or the GCS emulator is not installed (``pip install 'provision[sandbox]'``).
+        ProvisionError: the emulators did not start within `START_TIMEOUT` seconds (names the log file).
     """
     existing = read_info()
     if existing is not None:
         return existing, False
     try:
+        import gcp_storage_emulator  # noqa: F401
         import moto  # noqa: F401
-    except ImportError:
-        raise MissingExtra("moto", "sandbox") from None
+    except ImportError as exc:
+        raise MissingExtra(exc.name or "moto", "sandbox") from None
     directory = sandbox_dir()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    ready = directory / "s3.port"
+    ready = directory / "ports.json"
     ready.unlink(missing_ok=True)
-    log = open(directory / "s3.log", "ab")
+    command = [sys.executable, "-m", "provision.sandbox_server", "--ready", str(ready)]
+    env = dict(os.environ)
+    azurite = azurite_binary()
+    accounts = None
+    if azurite:
+        cert, key = _make_certificate(directory)
+        accounts = (_account("provisionsandbox"), _account("othersandbox"))
+        env["AZURITE_ACCOUNTS"] = ";".join(f"{a.name}:{a.key1}:{a.key2}" for a in accounts)
+        data = directory / "azurite"
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(mode=0o700)
+        command += ["--azurite", azurite, "--cert", str(cert), "--key", str(key), "--data", str(data)]
+    log = open(directory / "sandbox.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "provision.sandbox_server", "--ready", str(ready)],
+        command,
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
         cwd=directory,
+        env=env,
     )
     log.close()
     deadline = time.monotonic() + START_TIMEOUT
     while not ready.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise BadInput(f"the S3 emulator did not start; see {directory / 's3.log'}", "fix the cause and retry")
+            raise BadInput(f"the sandbox did not start; see {directory / 'sandbox.log'}", "fix the cause and retry")
         time.sleep(0.05)
-    endpoint = f"http://127.0.0.1:{int(ready.read_text())}"
-    s3 = _make_admin(endpoint)
-    info = SandboxInfo(pid=proc.pid, s3=s3, started_at=datetime.now(timezone.utc))
+    ports = json.loads(ready.read_text())
+    s3 = _make_admin(f"http://127.0.0.1:{ports['s3']}")
+    azure = None
+    if ports.get("azure") and accounts:
+        azure = AzureEndpoint(blob_url=f"https://127.0.0.1:{ports['azure']}", ca_file=str(directory / "cert.pem"),
+                              account=accounts[0], other=accounts[1])
+    info = SandboxInfo(pid=proc.pid, s3=s3, gcs=GcsEndpoint(endpoint_url=f"http://127.0.0.1:{ports['gcs']}"),
+                       azure=azure, started_at=datetime.now(timezone.utc))
     atomic_write(_info_path(), info.model_dump_json(indent=2).encode())
     return info, True
 
@@ -185,14 +317,24 @@ def _reap(pid: int) -> None:
         pass
 
 
+def _context(endpoint_url: str) -> Any:
+    """An SSL context trusting the sandbox's certificate for an https endpoint (None for http)."""
+    if not endpoint_url.startswith("https://"):
+        return None
+    import ssl
+
+    return ssl.create_default_context(cafile=str(sandbox_dir() / "cert.pem"))
+
+
 def request_log(endpoint_url: str) -> list[dict[str, Any]]:
-    """The sandbox server's request log (see `provision.sandbox_server`)."""
-    with urllib.request.urlopen(f"{endpoint_url}/_sandbox/requests", timeout=10) as resp:
+    """The request log of one sandbox service (its endpoint URL; see `provision.sandbox_server`)."""
+    with urllib.request.urlopen(f"{endpoint_url}/_sandbox/requests", timeout=10,
+                                context=_context(endpoint_url)) as resp:
         return json.loads(resp.read())
 
 
 def control(endpoint_url: str, path: str, payload: dict[str, Any] | None = None) -> None:
-    """POST to a sandbox control path (``requests/reset``, ``faults``)."""
+    """POST to a sandbox service's control path (``requests/reset``, ``faults``)."""
     data = json.dumps(payload or {}).encode()
     req = urllib.request.Request(f"{endpoint_url}/_sandbox/{path}", data=data, method="POST")
-    urllib.request.urlopen(req, timeout=10).read()
+    urllib.request.urlopen(req, timeout=10, context=_context(endpoint_url)).read()

@@ -28,6 +28,9 @@ def sandbox_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sandbox.S
     os.environ["PROVISION_SANDBOX_DIR"] = str(directory)
     info, started = sandbox.up()
     assert started
+    if os.environ.get("PROVISION_REQUIRE_AZURITE") and info.azure is None:
+        sandbox.down()
+        pytest.fail("Azurite is required (PROVISION_REQUIRE_AZURITE) but was not found; run `make install`")
     try:
         yield info
     finally:
@@ -110,3 +113,66 @@ def admin(sandbox_info: sandbox.SandboxInfo) -> Admin:
 def read_state(env: str = "sandbox") -> dict[str, Any]:
     """The state file of ``env`` in the current test's state directory."""
     return json.loads((Path(os.environ["PROVISION_STATE_DIR"]) / f"{env}.json").read_text())
+
+
+class AzureAdmin:
+    """The sandbox's Azure Blob endpoint (Azurite over HTTPS) with the account's key1, and its request log."""
+
+    def __init__(self, info: sandbox.SandboxInfo) -> None:
+        from azure.storage.blob import BlobServiceClient
+
+        self.endpoint = info.require_azure()
+        self.account = self.endpoint.account
+        self.blob = BlobServiceClient(self.endpoint.account_url(), credential={
+            "account_name": self.account.name, "account_key": self.account.key1},
+            connection_verify=self.endpoint.ca_file)
+
+    def client(self, credential: Any, account: str | None = None) -> Any:
+        """A BlobServiceClient for ``account`` (default the sandbox account) with ``credential`` (a SAS string, a
+        key dict...), no retries, trusting the sandbox certificate."""
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient(self.endpoint.account_url(account), credential=credential,
+                                 connection_verify=self.endpoint.ca_file, retry_total=0)
+
+    def reset_log(self) -> None:
+        sandbox.control(self.endpoint.blob_url, "requests/reset")
+
+    def log(self) -> list[dict[str, Any]]:
+        return sandbox.request_log(self.endpoint.blob_url)
+
+    def mutating(self) -> list[dict[str, Any]]:
+        return [e for e in self.log() if e["mutating"]]
+
+
+@pytest.fixture
+def azure_admin(sandbox_info: sandbox.SandboxInfo) -> AzureAdmin:
+    if sandbox_info.azure is None:
+        pytest.skip("Azurite is not installed (run `make install`)")
+    return AzureAdmin(sandbox_info)
+
+
+class GcsAdmin:
+    """The sandbox's GCS emulator (anonymous; it enforces no IAM) and its request log."""
+
+    def __init__(self, info: sandbox.SandboxInfo) -> None:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        self.endpoint = info.require_gcs()
+        self.storage = storage.Client(project=self.endpoint.project, credentials=AnonymousCredentials(),
+                                      client_options={"api_endpoint": self.endpoint.endpoint_url})
+
+    def reset_log(self) -> None:
+        sandbox.control(self.endpoint.endpoint_url, "requests/reset")
+
+    def log(self) -> list[dict[str, Any]]:
+        return sandbox.request_log(self.endpoint.endpoint_url)
+
+    def mutating(self) -> list[dict[str, Any]]:
+        return [e for e in self.log() if e["mutating"]]
+
+
+@pytest.fixture
+def gcs_admin(sandbox_info: sandbox.SandboxInfo) -> GcsAdmin:
+    return GcsAdmin(sandbox_info)

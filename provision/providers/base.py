@@ -130,4 +130,25 @@ def load_provider(profile: Profile) -> Provider:
         from provision.providers.aws import AwsProvider
 
         return AwsProvider(profile)
-    raise BadInput(f"provider {profile.provider!r} is not available in this version", "use `provision s3`")
+    if profile.provider == "azure":
+        try:
+            from provision.providers.azure import AzureProvider
+        except ImportError as exc:
+            if (exc.name or "").startswith("provision"):
+                raise
+            from provision.errors import MissingExtra
+
+            raise MissingExtra(exc.name or "azure-storage-blob", "azure") from None
+        return AzureProvider(profile)
+    if profile.provider == "gcs":
+        try:
+            from provision.providers.gcp import GcsProvider
+        except ImportError as exc:
+            if (exc.name or "").startswith("provision"):
+                raise
+            from provision.errors import MissingExtra
+
+            raise MissingExtra(exc.name or "google-cloud-storage", "gcs") from None
+        return GcsProvider(profile)
+    raise BadInput(f"unknown provider {profile.provider!r}", "use `provision s3`, `provision azure` or "
+                   "`provision gcs`")
