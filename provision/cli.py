@@ -490,7 +490,8 @@ def sandbox_up(json_out: bool = JSON) -> None:
     say(f"sandbox {'started' if started else 'already running'} (pid {info.pid}); use --env sandbox with "
         "`provision s3`, `provision azure` or `provision gcs`")
     for service, where in _sandbox_endpoints(info).items():
-        say(f"  {service:<6} {where or 'not available (Azurite not found: run `make install` or npm install -g azurite@3.35)'}")
+        missing = "not available (Azurite not found: run `make install` or npm install -g azurite@3.35)"
+        say(f"  {service:<6} {where or missing}")
 
 
 def _sandbox_endpoints(info: Any) -> dict[str, str | None]:

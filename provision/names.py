@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from datetime import datetime, timedelta, timezone
 import re
+from datetime import datetime, timedelta, timezone
 
 from provision.errors import BadInput
 
