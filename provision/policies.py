@@ -84,3 +84,76 @@ def _normal(value: Any) -> Any:
         items = sorted((_normal(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
         return items[0] if len(items) == 1 else items
     return value
+
+
+# ---- Azure ----------------------------------------------------------------------------------------------------
+SAS_PERMISSIONS = {Access.readonly: "rl", Access.full: "racwdl"}
+"""Account SAS permissions (``sp``) per access level: read + list; or read, add, create, write, delete, list.
+Source: shared/REFERENCE.md §3 and CVAT's Azure guide (Read + List)."""
+SAS_SERVICES = "b"
+"""Account SAS services (``ss``): Blob only."""
+SAS_RESOURCE_TYPES = "co"
+"""Account SAS resource types (``srt``): container + object (CVAT reads container properties on attach)."""
+
+AZURE_BLOB_ROLES = {
+    Access.readonly: ("Storage Blob Data Reader", "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"),
+    Access.full: ("Storage Blob Data Contributor", "ba92f5b4-2d11-453d-a403-e96b0029c9fe"),
+}
+"""Built-in Azure RBAC role (name, role definition id) per access level, assigned on each container for
+``--keyless``. Source: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/storage."""
+
+
+def sas_permissions(access: Access) -> str:
+    """The account SAS ``sp`` string for ``access`` (``rl`` or ``racwdl``)."""
+    return SAS_PERMISSIONS[access]
+
+
+# ---- Google Cloud Storage -------------------------------------------------------------------------------------
+GCS_ROLES = {
+    Access.readonly: ("roles/storage.objectViewer", "roles/storage.legacyBucketReader"),
+    Access.full: ("roles/storage.objectAdmin", "roles/storage.legacyBucketReader"),
+}
+"""Bucket-level IAM roles per access level (legacyBucketReader gives ``storage.buckets.get``, which CVAT's attach
+check needs). Source: shared/REFERENCE.md §4; https://cloud.google.com/storage/docs/access-control/iam-roles."""
+
+
+def gcs_bindings(access: Access, member: str) -> list[dict[str, object]]:
+    """The bucket IAM bindings to ensure for ``member`` (``serviceAccount:<email>``): one per role of `GCS_ROLES`,
+    each ``{"role": ..., "members": [member]}``. Pure: merge them into the bucket's policy with `merge_bindings`."""
+    return [{"role": role, "members": [member]} for role in GCS_ROLES[access]]
+
+
+def merge_bindings(bindings: list[dict[str, object]], wanted: list[dict[str, object]],
+                   drop_member: str | None = None) -> tuple[list[dict[str, object]], bool]:
+    """Merge ``wanted`` into a bucket policy's ``bindings`` (read-modify-write), leaving every other member and
+    role alone; conditional bindings are never touched.
+
+    Args:
+        bindings: the current bindings (each ``{"role", "members", ["condition"]}``), not modified.
+        wanted: bindings that must hold (from `gcs_bindings`).
+        drop_member: remove this member from unconditional bindings of roles not in ``wanted`` (an access level
+            that changed from full to readonly), or None.
+
+    Returns:
+        (new bindings, changed): ``changed`` is False when ``bindings`` already held everything.
+    """
+    out = [dict(b, members=list(b.get("members", []))) for b in bindings]  # type: ignore[call-overload]
+    changed = False
+    wanted_roles = {w["role"] for w in wanted}
+    if drop_member:
+        for b in out:
+            if "condition" not in b and b["role"] not in wanted_roles and drop_member in b["members"]:
+                b["members"].remove(drop_member)
+                changed = True
+        out = [b for b in out if b["members"]]
+    for w in wanted:
+        target = next((b for b in out if b["role"] == w["role"] and "condition" not in b), None)
+        if target is None:
+            out.append({"role": w["role"], "members": list(w["members"])})  # type: ignore[call-overload]
+            changed = True
+            continue
+        for member in w["members"]:  # type: ignore[attr-defined]
+            if member not in target["members"]:
+                target["members"].append(member)
+                changed = True
+    return out, changed
