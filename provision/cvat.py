@@ -9,6 +9,7 @@ CVAT never returns credentials, so an existing entry is always PATCHed (a rotate
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -167,13 +168,18 @@ def attach(grant: Grant, url: str, *, token: str | None = None, username: str | 
                 raise BadInput(f"CVAT has {len(found)} cloud storages for bucket {body['resource']} (ids {ids})",
                                "pass --display-name of the one to update")
             existing = (named or found or [None])[0]
-            if existing is None:
-                created, _ = api.create(models.CloudStorageWriteRequest(**body))
-                result_id, action = created.id, "create"
-            else:
-                api.partial_update(existing.id, patched_cloud_storage_write_request=(
-                    models.PatchedCloudStorageWriteRequest(**body)))
-                result_id, action = existing.id, "update"
+            with contextlib.ExitStack() as stack:
+                send, extra = dict(body), {}
+                if grant.auth.kind == "key_file":  # CVAT takes the GCS key file as a multipart upload
+                    send["key_file"] = stack.enter_context(open(grant.auth.path, "rb"))
+                    extra["_content_type"] = "multipart/form-data"
+                if existing is None:
+                    created, _ = api.create(models.CloudStorageWriteRequest(**send), **extra)
+                    result_id, action = created.id, "create"
+                else:
+                    api.partial_update(existing.id, patched_cloud_storage_write_request=(
+                        models.PatchedCloudStorageWriteRequest(**send)), **extra)
+                    result_id, action = existing.id, "update"
         except ApiException as exc:
             raise refused(exc, "the cloud storage") from None
         except OpenApiException as exc:

@@ -41,6 +41,29 @@ ENV_KEYS = (
 
 REMOTE_LINKS_TARGET = "/remote_links.yml"
 HTTP_STORAGE = "http-storage"
+KEY_FILE_TARGET = "/gcs.json"
+"""Where Supervisely's ``http-storage`` reads a GCS key file (``STORAGE_CREDENTIALS_PATH``; shared/REFERENCE.md §1)."""
+
+SUPERVISELY_AUTHS = {
+    "minio": {"key_pair": "", "role": ""},
+    "azure": {"key_pair": ""},
+    "google": {"key_file": "", "ambient": ""},
+}
+"""Credential kinds each Supervisely ``STORAGE_PROVIDER`` can use (shared/REFERENCE.md §1): ``minio`` takes an
+access key or an IAM role (AWS); ``azure`` only the account name + account key; ``google`` a key file mounted at
+`KEY_FILE_TARGET` or the VM's attached service account."""
+SUPERVISELY_REFUSALS = {
+    "azure": ("Supervisely's Azure backend takes only the storage account name and the account key, and this grant "
+              "holds {what}; a SAS is never written where the account key belongs",
+              "provision the account key for Supervisely: `provision azure --account-key --full ...` (in this or "
+              "another --env); keep the SAS grant for CVAT"),
+    "minio": ("Supervisely's S3 backend takes an access key or an IAM role, and this grant holds {what}",
+              "provision an access key or an IAM role"),
+    "google": ("Supervisely's Google backend takes a service-account key file or the VM's attached service account, "
+               "and this grant holds {what}", "provision a key file (`provision gcs` without --hmac) or --keyless"),
+}
+AUTH_NAMES = {"key_pair": "an access key", "sas": "a SAS token", "role": "an IAM role", "key_file": "a key file",
+              "ambient": "no secret (an ambient identity)"}
 
 _ENV_BARE = re.compile(r"^[A-Za-z0-9_./:@+,=%^~-]+$")
 _LINE = re.compile(r"((?:[ \t]*\r?\n)*)(.*?)(\r?\n)?$", re.S)
@@ -87,8 +110,15 @@ def mask(value: str) -> str:
 
 
 def secrets_of(grant: Grant) -> list[str]:
-    """The secret strings of ``grant`` (secret key, SAS token), to mask wherever they would be printed."""
-    return [s for s in (getattr(grant.auth, "secret_key", None), getattr(grant.auth, "token", None)) if s]
+    """The secret strings of ``grant`` (secret key, SAS token, and the SAS signature on its own), to mask wherever
+    they would be printed."""
+    found = [s for s in (getattr(grant.auth, "secret_key", None), getattr(grant.auth, "token", None)) if s]
+    token = getattr(grant.auth, "token", None)
+    if token:
+        from urllib.parse import parse_qs
+
+        found += [sig for sig in parse_qs(token).get("sig", []) if sig]
+    return found
 
 
 def mask_text(text: str, secrets: list[str]) -> str:
@@ -201,6 +231,18 @@ def _check_env(text: str, expected: dict[str, str]) -> None:
             raise BadInput(f"{key} would stay in .env although this grant does not use it", "report this as a bug")
 
 
+def check_supervisely(grant: Grant) -> None:
+    """Refuse a grant whose credential Supervisely's backend for ``grant.storage_provider`` cannot use
+    (`SUPERVISELY_AUTHS`), e.g. an Azure SAS (Supervisely's Azure backend needs the account key).
+
+    Raises:
+        BadInput: names what the grant holds and how to get a usable credential.
+    """
+    if grant.auth.kind not in SUPERVISELY_AUTHS[grant.storage_provider]:
+        message, hint = SUPERVISELY_REFUSALS[grant.storage_provider]
+        raise BadInput(message.format(what=AUTH_NAMES[grant.auth.kind]), hint)
+
+
 def env_expected(grant: Grant, key_file_target: str | None) -> dict[str, str]:
     """The storage keys and values the ``.env`` must end up with for ``grant`` (what the template must produce)."""
     values = {"STORAGE_PROVIDER": grant.storage_provider, "STORAGE_ENDPOINT": grant.endpoint}
@@ -272,8 +314,8 @@ def _dump_yaml(data: dict[str, Any]) -> str:
 
 
 # ---- supervisely ------------------------------------------------------------------------------------------------
-def render_supervisely(grant: Grant, out: Path, connection: str, extra_mounts: dict[str, str] | None = None,
-                       proxy_env: dict[str, str] | None = None) -> list[RenderedFile]:
+def render_supervisely(grant: Grant, out: Path, connection: str, proxy_env: dict[str, str] | None = None
+                       ) -> list[RenderedFile]:
     """Render Supervisely's ``.env``, ``docker-compose.override.yml`` and ``remote_links.yml`` into ``out``.
 
     Nothing is written here; see `write`.
@@ -282,22 +324,27 @@ def render_supervisely(grant: Grant, out: Path, connection: str, extra_mounts: d
         grant: the stored Grant.
         out: the directory printed by ``supervisely where`` (must exist).
         connection: the ``remote_links.yml`` connection name.
-        extra_mounts: container path -> absolute host path of extra read-only mounts in ``http-storage``
-            (the GCS key file at ``/gcs.json``).
         proxy_env: ``services.proxy.environment`` entries (front-end cache settings), if any.
+
+    A key-file grant (GCS) gets its key file mounted read-only at `KEY_FILE_TARGET` in ``http-storage`` by its
+    absolute host path, next to the ``remote_links.yml`` mount, and ``STORAGE_CREDENTIALS_PATH`` pointing at it.
 
     Returns:
         The three files, each with its content and the action writing it would take.
 
     Raises:
-        BadInput: a value cannot be written so that its reader reads it back exactly; an existing YAML file
-            is malformed.
+        BadInput: the grant's credential is one Supervisely cannot use (`check_supervisely`); a value cannot be
+            written so that its reader reads it back exactly; an existing YAML file is malformed.
     """
     import yaml
 
+    check_supervisely(grant)
     env = _environment()
-    mounts = dict(extra_mounts or {})
-    key_file_target = next(iter(mounts), None)
+    mounts: dict[str, str] = {}
+    key_file_target = None
+    if grant.auth.kind == "key_file":
+        key_file_target = KEY_FILE_TARGET
+        mounts[KEY_FILE_TARGET] = str(Path(grant.auth.path).absolute())
     remote_links = out / "remote_links.yml"
     mounts[REMOTE_LINKS_TARGET] = str(remote_links)
     context = {"grant": grant, "auth": grant.auth, "connection": connection, "mounts": mounts,
@@ -322,7 +369,7 @@ def render_supervisely(grant: Grant, out: Path, connection: str, extra_mounts: d
         want["iam_role"] = grant.auth.role_name
     if key_file_target:
         want["credentials_path"] = key_file_target
-    if grant.region:
+    if grant.region and grant.storage_provider == "minio":
         want["region"] = grant.region
     want["buckets"] = list(grant.buckets)
     if ours != {connection: want}:
@@ -394,10 +441,17 @@ def render_target(target: str, state: Any, out: Path, options: dict[str, Any]) -
 
 # ---- cvat ---------------------------------------------------------------------------------------------------------
 CVAT_FILE = "cvat-cloudstorage.json"
-CVAT_PROVIDER_TYPES = {"s3": "AWS_S3_BUCKET", "azure": "AZURE_CONTAINER", "gcs": "GOOGLE_CLOUD_STORAGE"}
-"""CVAT's ``provider_type`` per Grant provider (cvat-sdk 2.80 ``ProviderTypeEnum``)."""
-CVAT_LIMITS = {"display_name": 63, "key": 40, "secret_key": 64, "specific_attributes": 1024}
+CVAT_PROVIDER_TYPES = {"minio": "AWS_S3_BUCKET", "azure": "AZURE_CONTAINER", "google": "GOOGLE_CLOUD_STORAGE"}
+"""CVAT's ``provider_type`` per Supervisely storage provider of the Grant (cvat-sdk 2.80 ``ProviderTypeEnum``): any
+S3-compatible grant, GCS HMAC keys on ``storage.googleapis.com`` included, is an ``AWS_S3_BUCKET`` with an
+``endpoint_url``."""
+CVAT_LIMITS = {"display_name": 63, "key": 40, "secret_key": 64, "session_token": 440, "account_name": 24,
+               "connection_string": 1024, "specific_attributes": 1024}
 """Maximum lengths CVAT's serializer accepts (cvat-sdk 2.80 ``CloudStorageWriteRequest`` validations)."""
+CVAT_AUTHS = {"minio": ("key_pair",), "azure": ("sas", "key_pair"), "google": ("key_file",)}
+"""Credential kinds CVAT can use per storage provider (shared/REFERENCE.md §1 CVAT): a key pair for S3; an account
+SAS or the account key for Azure; a service-account key file for GCS. CVAT never uses an ambient identity."""
+AWS_S3_ENDPOINT = "s3.amazonaws.com"
 
 
 def json_value(value: Any) -> str:
@@ -406,28 +460,51 @@ def json_value(value: Any) -> str:
 
 
 def cvat_specific_attributes(grant: Grant) -> str:
-    """CVAT's ``specific_attributes`` for ``grant``: ``region=...`` and, for an S3-compatible endpoint (the grant
-    has ``endpoint_url``), ``endpoint_url=...``, urlencoded as ``k=v&k=v`` (CVAT reads it with ``parse_qsl``;
-    without ``endpoint_url`` CVAT talks to AWS itself — shared/REFERENCE.md §1 CVAT). Empty when neither applies.
+    """CVAT's ``specific_attributes`` for ``grant``, urlencoded as ``k=v&k=v`` (CVAT reads it with ``parse_qsl``).
+
+    For S3-compatible grants: ``region`` and, unless the endpoint is AWS itself, ``endpoint_url`` (the grant's own
+    URL, else ``https://<endpoint>``) — without it CVAT talks to AWS (shared/REFERENCE.md §1 CVAT). Empty for
+    Azure and GCS (CVAT builds their endpoints itself).
     """
     from urllib.parse import urlencode
 
-    pairs = [("region", grant.region), ("endpoint_url", grant.endpoint_url)]
+    if grant.storage_provider != "minio":
+        return ""
+    endpoint_url = grant.endpoint_url
+    if endpoint_url is None and grant.endpoint != AWS_S3_ENDPOINT:
+        endpoint_url = f"https://{grant.endpoint}"
+    pairs = [("region", grant.region), ("endpoint_url", endpoint_url)]
     return urlencode([(k, v) for k, v in pairs if v])
+
+
+def azure_connection_string(grant: Grant) -> str:
+    """An Azure Storage connection string for ``grant`` (SAS or account key), pointing at its blob endpoint.
+
+    Format: https://learn.microsoft.com/azure/storage/common/storage-configure-connection-string —
+    ``BlobEndpoint=<url>;SharedAccessSignature=<sas>`` for a SAS; ``DefaultEndpointsProtocol=https;AccountName=..;
+    AccountKey=..;BlobEndpoint=<url>`` for the account key.
+    """
+    endpoint = grant.endpoint_url or grant.endpoint
+    if grant.auth.kind == "sas":
+        return f"BlobEndpoint={endpoint};SharedAccessSignature={grant.auth.token}"
+    assert grant.auth.kind == "key_pair"
+    return (f"DefaultEndpointsProtocol=https;AccountName={grant.auth.access_key};AccountKey={grant.auth.secret_key};"
+            f"BlobEndpoint={endpoint}")
 
 
 def _cvat_check(grant: Grant, bucket: str | None) -> str:
     """The bucket CVAT gets, after refusing grants CVAT cannot use. Raises `BadInput`."""
-    if grant.auth.kind in ("role", "ambient"):
-        mode = "IAM-role mode (no key)" if grant.auth.kind == "role" else "ambient identity (no secret)"
-        raise BadInput(
-            f"CVAT cannot use this grant: it is in {mode}, and CVAT needs a key (S3) or a SAS token (Azure) — it "
-            "never uses an instance role and treats a missing key as anonymous access",
-            "provision a key-based grant for CVAT in another environment, e.g. `provision s3 --env cvat ...` "
-            "without --iam-role")
-    if grant.provider != "s3" or grant.auth.kind != "key_pair":
-        raise BadInput(f"rendering for CVAT is not available yet for {grant.provider} grants ({grant.auth.kind})",
-                       "use an S3 grant with an access key")
+    if grant.auth.kind not in CVAT_AUTHS[grant.storage_provider]:
+        if grant.auth.kind in ("role", "ambient"):
+            mode = "IAM-role mode (no key)" if grant.auth.kind == "role" else "keyless mode (no secret)"
+            raise BadInput(
+                f"CVAT cannot use this grant: it is in {mode}, and CVAT needs a key (S3), a SAS token or account key "
+                "(Azure) or a key file (GCS) — it never uses an instance role or managed identity and treats a "
+                "missing key as anonymous access",
+                "provision a key-based grant for CVAT in another environment, e.g. `provision s3 --env cvat ...` "
+                "without --iam-role")
+        raise BadInput(f"CVAT cannot use {AUTH_NAMES[grant.auth.kind]} for {grant.storage_provider} storage",
+                       "provision a key, SAS or key file grant for CVAT")
     if bucket is None:
         return grant.buckets[0]
     if bucket not in grant.buckets:
@@ -435,15 +512,37 @@ def _cvat_check(grant: Grant, bucket: str | None) -> str:
     return bucket
 
 
+def cvat_credentials(grant: Grant) -> tuple[str, dict[str, str]]:
+    """CVAT's ``credentials_type`` and credential fields for ``grant`` (secrets included; mask before printing).
+
+    - S3 / S3-compatible key pair: ``KEY_SECRET_KEY_PAIR`` with ``key`` and ``secret_key``.
+    - Azure SAS on Azure itself: ``ACCOUNT_NAME_TOKEN_PAIR`` with ``account_name`` and ``session_token`` (an
+      account SAS, which CVAT's attach check needs). Azure account key, or any Azure grant on another endpoint (an
+      emulator, a sovereign cloud: CVAT otherwise builds ``<account>.blob.core.windows.net`` itself):
+      ``CONNECTION_STRING`` (`azure_connection_string`).
+    - GCS key file: ``KEY_FILE_PATH``; the key file itself is not part of the JSON body: it goes as the multipart
+      field ``key_file`` (``provision cvat attach`` sends it).
+    """
+    auth = grant.auth
+    if auth.kind == "key_file":
+        return "KEY_FILE_PATH", {}
+    if grant.storage_provider == "azure":
+        if auth.kind == "sas" and grant.endpoint_url is None:
+            return "ACCOUNT_NAME_TOKEN_PAIR", {"account_name": auth.account_name, "session_token": auth.token}
+        return "CONNECTION_STRING", {"connection_string": azure_connection_string(grant)}
+    assert auth.kind == "key_pair"
+    return "KEY_SECRET_KEY_PAIR", {"key": auth.access_key, "secret_key": auth.secret_key}
+
+
 def cvat_cloudstorage_body(grant: Grant, bucket: str | None = None, display_name: str | None = None,
                            manifests: list[str] | None = None) -> dict[str, Any]:
-    """The body of CVAT's ``POST /api/cloudstorages`` for one bucket of ``grant`` (what the template must produce,
-    and what ``provision cvat attach`` sends).
+    """The body of CVAT's ``POST /api/cloudstorages`` for one bucket (Azure: container) of ``grant`` (what the
+    template must produce, and what ``provision cvat attach`` sends).
 
     Fields (cvat-sdk 2.80 ``CloudStorageWriteRequest``; shared/REFERENCE.md §1 CVAT): ``provider_type``
-    (``AWS_S3_BUCKET``), ``resource`` (the bucket), ``display_name``, ``credentials_type``
-    (``KEY_SECRET_KEY_PAIR``), ``key``, ``secret_key``, ``specific_attributes`` (`cvat_specific_attributes`),
-    ``manifests`` (object keys that must already exist in the bucket when attaching).
+    (`CVAT_PROVIDER_TYPES`), ``resource`` (the bucket), ``display_name``, ``credentials_type`` and its fields
+    (`cvat_credentials`), ``specific_attributes`` (`cvat_specific_attributes`), ``manifests`` (object keys that must
+    already exist in the bucket when attaching).
 
     Args:
         grant: the stored Grant.
@@ -455,29 +554,26 @@ def cvat_cloudstorage_body(grant: Grant, bucket: str | None = None, display_name
         The body as a plain dict, secrets included (mask before printing).
 
     Raises:
-        BadInput: the grant is in IAM-role or ambient mode (CVAT needs a key or a SAS), its provider is not
-            supported yet, ``bucket`` is not in the grant, or a value is longer than CVAT accepts.
+        BadInput: the grant holds a credential CVAT cannot use (IAM role, keyless, GCS HMAC...), ``bucket`` is not
+            in the grant, or a value is longer than CVAT accepts.
     """
-    from provision.models import KeyPair
-
     resource = _cvat_check(grant, bucket)
-    auth = grant.auth
-    assert isinstance(auth, KeyPair)
+    credentials_type, credentials = cvat_credentials(grant)
     body: dict[str, Any] = {
-        "provider_type": CVAT_PROVIDER_TYPES[grant.provider],
+        "provider_type": CVAT_PROVIDER_TYPES[grant.storage_provider],
         "resource": resource,
         "display_name": resource if display_name is None else display_name,
-        "credentials_type": "KEY_SECRET_KEY_PAIR",
-        "key": auth.access_key,
-        "secret_key": auth.secret_key,
+        "credentials_type": credentials_type,
+        **credentials,
         "specific_attributes": cvat_specific_attributes(grant),
         "manifests": list(manifests or []),
     }
     if not body["display_name"]:
         raise BadInput("the CVAT display name is empty", "pass --display-name with 1–63 characters")
     for field, limit in CVAT_LIMITS.items():
-        if len(body[field]) > limit:
-            what = "the secret key" if field == "secret_key" else f"{field} ({body[field]!r})"
+        if field in body and len(body[field]) > limit:
+            secret = field in ("secret_key", "session_token", "connection_string")
+            what = f"the {field.replace('_', ' ')}" if secret else f"{field} ({body[field]!r})"
             raise BadInput(f"{what} is {len(body[field])} characters; CVAT accepts at most {limit}",
                            "--display-name" if field == "display_name" else "use a shorter value")
     for key in body["manifests"]:
@@ -492,7 +588,8 @@ def render_cvat(grant: Grant, out: Path, bucket: str | None = None, display_name
     """Render ``out/cvat-cloudstorage.json``: the body of CVAT's ``POST /api/cloudstorages`` for one bucket,
     through ``templates/cvat/cloudstorage.json.j2``, parsed back and compared with `cvat_cloudstorage_body`.
 
-    Nothing is written here; `write` writes it atomically with mode 0600 (it holds the secret key).
+    Nothing is written here; `write` writes it atomically with mode 0600 (it holds the secret). For a GCS key-file
+    grant the key file is sent alongside as the multipart field ``key_file`` (see `cvat_credentials`).
 
     Args:
         grant, bucket, display_name, manifests: as in `cvat_cloudstorage_body`.
@@ -505,12 +602,13 @@ def render_cvat(grant: Grant, out: Path, bucket: str | None = None, display_name
         BadInput: see `cvat_cloudstorage_body`; the rendered JSON would not read back as intended.
     """
     want = cvat_cloudstorage_body(grant, bucket, display_name, manifests)
+    credentials_type, credentials = cvat_credentials(grant)
     env = _environment()
     env.filters.update(json_value=json_value, cvat_attributes=cvat_specific_attributes,
                        cvat_provider_type=CVAT_PROVIDER_TYPES.__getitem__)
     text = env.get_template("cvat/cloudstorage.json.j2").render(
-        grant=grant, auth=grant.auth, resource=want["resource"], display_name=want["display_name"],
-        manifests=want["manifests"])
+        grant=grant, resource=want["resource"], display_name=want["display_name"],
+        credentials_type=credentials_type, credentials=credentials, manifests=want["manifests"])
     try:
         ours = json.loads(text)
     except json.JSONDecodeError:

@@ -1,0 +1,182 @@
+"""render-env for Azure and GCS grants: golden files per credential mode and target, the key-file mount, the
+refusals (a SAS never written where Supervisely wants the account key; keyless grants for CVAT), and the CVAT bodies
+validated by cvat-sdk's own request model."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from provision.errors import BadInput
+from provision.models import Access, Ambient, Grant, KeyFile, KeyPair, SasToken
+from provision.render import cvat_cloudstorage_body, render_cvat, render_supervisely, write
+from provision.state import State, StateStore
+from tests.conftest import Cli
+from tests.test_render import compose_binary
+
+GOLDEN = Path(__file__).parent / "golden"
+FILES = (".env", "remote_links.yml", "docker-compose.override.yml")
+ACCOUNT_KEY = "Zm9vYmFyYmF6cXV4" * 5 + "Zm9vYmFyYg=="  # 88 characters, like an Azure account key
+SAS = ("st=2026-11-23T10%3A00%3A00Z&se=2026-12-23T10%3A05%3A00Z&sp=rl&spr=https&sv=2026-10-06&ss=b&srt=co"
+       "&sig=AbCdEfGhIjKlMnOpQrStUvWxYz0123456789%2BabcdE%3D")
+HMAC_SECRET = "bGV0IHVzIHNheSB0aGlzIGlzIGEgc2VjcmV0"
+
+
+def azure(auth, **kw) -> Grant:
+    base = dict(provider="azure", storage_provider="azure", access=Access.full, buckets=["acme-public", "acme-private"],
+                endpoint="https://acmesupervisely.blob.core.windows.net", region="westeurope", auth=auth)
+    base.update(kw)
+    return Grant(**base)
+
+
+def gcs(auth, **kw) -> Grant:
+    base = dict(provider="gcs", storage_provider="google", access=Access.readonly,
+                buckets=["acme-public", "acme-private"], endpoint="storage.googleapis.com", region="EU", auth=auth)
+    base.update(kw)
+    return Grant(**base)
+
+
+EXPIRES = datetime(2026, 12, 23, 10, 5, tzinfo=timezone.utc)
+AZURE_SAS = azure(SasToken(account_name="acmesupervisely", token=SAS, expires_at=EXPIRES), access=Access.readonly)
+AZURE_SAS_EMULATOR = azure(SasToken(account_name="provisionsandbox", token=SAS, expires_at=EXPIRES),
+                           endpoint="https://127.0.0.1:10000/provisionsandbox",
+                           endpoint_url="https://127.0.0.1:10000/provisionsandbox", region=None, access=Access.readonly)
+AZURE_KEY = azure(KeyPair(access_key="acmesupervisely", secret_key=ACCOUNT_KEY))
+AZURE_KEYLESS = azure(Ambient())
+GCS_HMAC = gcs(KeyPair(access_key="GOOG1EXAMPLEHMACACCESSID0123456789", secret_key=HMAC_SECRET),
+               storage_provider="minio", port=443)
+GCS_KEYLESS = gcs(Ambient())
+
+
+def gcs_key_file(directory: Path) -> Grant:
+    key = directory / "keys" / "prod.json"
+    key.parent.mkdir(parents=True, exist_ok=True)
+    key.write_text(json.dumps({"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\nMII\n"}))
+    key.chmod(0o600)
+    return gcs(KeyFile(path=str(key)))
+
+
+def normalise(text: str, *paths: Path) -> str:
+    for path in paths:
+        text = text.replace(str(path), "<DIR>")
+    return text
+
+
+def check_golden(mode: str, name: str, got: str) -> None:
+    golden = GOLDEN / mode / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(got)
+    assert got == golden.read_text(), f"{mode}/{name}"
+
+
+@pytest.mark.parametrize("mode", ["azure_account_key", "gcs_key_file", "gcs_hmac", "gcs_keyless"])
+def test_supervisely_golden(mode: str, tmp_path: Path) -> None:
+    out = tmp_path / "sv"
+    out.mkdir()
+    g = {"azure_account_key": AZURE_KEY, "gcs_hmac": GCS_HMAC, "gcs_keyless": GCS_KEYLESS}.get(mode) or \
+        gcs_key_file(tmp_path)
+    write(render_supervisely(g, out, "provision-prod"))
+    for name in FILES:
+        check_golden(mode, name, normalise((out / name).read_text(), out, tmp_path))
+        assert stat.S_IMODE(os.stat(out / name).st_mode) == 0o600
+
+
+@pytest.mark.parametrize("mode", ["azure_sas", "azure_sas_emulator", "azure_account_key", "gcs_key_file", "gcs_hmac"])
+def test_cvat_golden_and_valid_for_cvat_sdk(mode: str, tmp_path: Path) -> None:
+    from cvat_sdk.models import CloudStorageWriteRequest
+
+    g = {"azure_sas": AZURE_SAS, "azure_sas_emulator": AZURE_SAS_EMULATOR, "azure_account_key": AZURE_KEY,
+         "gcs_hmac": GCS_HMAC}.get(mode) or gcs_key_file(tmp_path)
+    files = render_cvat(g, tmp_path)
+    write(files)
+    text = (tmp_path / "cvat-cloudstorage.json").read_text()
+    check_golden(mode, "cvat-cloudstorage.json", text)
+    body = json.loads(text)
+    assert body == cvat_cloudstorage_body(g)
+    CloudStorageWriteRequest(**body)  # cvat-sdk's own model accepts every field and length
+    assert stat.S_IMODE(os.stat(tmp_path / "cvat-cloudstorage.json").st_mode) == 0o600
+
+
+def test_azure_sas_body_is_an_account_name_token_pair() -> None:
+    body = cvat_cloudstorage_body(AZURE_SAS)
+    assert (body["provider_type"], body["credentials_type"]) == ("AZURE_CONTAINER", "ACCOUNT_NAME_TOKEN_PAIR")
+    assert (body["account_name"], body["session_token"]) == ("acmesupervisely", SAS)
+    assert "ss=b" in SAS and "srt=co" in SAS  # an account SAS: CVAT's attach check reads container properties
+
+
+def test_azure_emulator_goes_through_a_connection_string() -> None:
+    body = cvat_cloudstorage_body(AZURE_SAS_EMULATOR)
+    assert body["credentials_type"] == "CONNECTION_STRING"
+    assert body["connection_string"] == f"BlobEndpoint=https://127.0.0.1:10000/provisionsandbox;SharedAccessSignature={SAS}"
+
+
+def test_gcs_hmac_is_s3_compatible_for_cvat() -> None:
+    body = cvat_cloudstorage_body(GCS_HMAC)
+    assert body["provider_type"] == "AWS_S3_BUCKET"
+    assert "endpoint_url=https%3A%2F%2Fstorage.googleapis.com" in body["specific_attributes"]
+
+
+@pytest.mark.parametrize("g, needle", [(AZURE_SAS, "a SAS token"), (AZURE_KEYLESS, "no secret")])
+def test_supervisely_azure_needs_the_account_key(g: Grant, needle: str, tmp_path: Path) -> None:
+    out = tmp_path / "sv"
+    out.mkdir()
+    with pytest.raises(BadInput) as err:
+        render_supervisely(g, out, "c")
+    assert needle in str(err.value) and "--account-key" in str(err.value)
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("g", [AZURE_KEYLESS, GCS_KEYLESS])
+def test_cvat_refuses_keyless(g: Grant, tmp_path: Path) -> None:
+    out = tmp_path / "cvat"
+    out.mkdir()
+    with pytest.raises(BadInput) as err:
+        render_cvat(g, out)
+    assert "keyless" in str(err.value)
+    assert list(out.iterdir()) == []
+
+
+def test_cli_azure_sas_for_supervisely_exit_2_nothing_written(cli: Cli, workdir: Path) -> None:
+    StateStore("az").save(State(env="az", provider="azure", grant=AZURE_SAS))
+    out = workdir / "sv"
+    out.mkdir()
+    (out / ".env").write_text("SERVER_ADDRESS=x\n")
+    result = cli("render-env", "--env", "az", "--out", str(out))
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "--account-key" in result.stderr
+    assert SAS not in result.output
+    assert sorted(p.name for p in out.iterdir()) == [".env"] and (out / ".env").read_text() == "SERVER_ADDRESS=x\n"
+
+
+def test_key_file_mount_through_compose(tmp_path: Path) -> None:
+    """The real Compose binary merges the override: the key file by absolute host path at /gcs.json, read-only,
+    next to the remote_links.yml mount; .env points STORAGE_CREDENTIALS_PATH at it."""
+    out = tmp_path / "sv"
+    out.mkdir()
+    g = gcs_key_file(tmp_path)
+    (out / "docker-compose.yml").write_text(yaml.safe_dump({"services": {"http-storage": {
+        "image": "supervisely/http-storage",
+        "environment": {k: f"${{{k}}}" for k in ("STORAGE_PROVIDER", "STORAGE_ENDPOINT", "STORAGE_CREDENTIALS_PATH")},
+        "volumes": ["/srv/data:/data"]}}}))
+    write(render_supervisely(g, out, "conn"))
+    run = subprocess.run([compose_binary(), "config", "--format", "json"], cwd=out, capture_output=True, text=True,
+                         env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)}, timeout=60)
+    assert run.returncode == 0, run.stderr
+    service = json.loads(run.stdout)["services"]["http-storage"]
+    assert service["environment"] == {"STORAGE_PROVIDER": "google", "STORAGE_ENDPOINT": "storage.googleapis.com",
+                                      "STORAGE_CREDENTIALS_PATH": "/gcs.json"}
+    mounts = {v["target"]: (v["source"], v.get("read_only", False)) for v in service["volumes"]}
+    assert mounts["/gcs.json"] == (g.auth.path, True) and Path(g.auth.path).is_absolute()
+    assert mounts["/remote_links.yml"] == (str(out / "remote_links.yml"), True)
+    assert mounts["/data"][0] == "/srv/data"
+    links = yaml.safe_load((out / "remote_links.yml").read_text())["conn"]
+    assert links == {"provider": "google", "endpoint": "storage.googleapis.com", "credentials_path": "/gcs.json",
+                     "buckets": ["acme-public", "acme-private"]}
