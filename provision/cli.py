@@ -243,6 +243,11 @@ def render_env_command(
                                         "the namespace, or /PATH from the bucket root (default: workflow-data)."),
     model_dir: str | None = typer.Option(None, "--model-dir", help="onepanel: trained-model folder inside the "
                                          "sync directory (default: output)."),
+    cache: list[str] | None = typer.Option(None, "--cache", metavar="NAME=VALUE", help="supervisely: a front-end "
+                                           "proxy cache setting (repeatable), e.g. --cache previews-size=2g --cache "
+                                           "storage-expires=14d; names: previews-size, previews-expires, "
+                                           "storage-size, storage-expires, image-converter-size, "
+                                           "image-converter-expires (Supervisely's defaults apply to the rest)."),
     env: str = ENV,
     dry_run: bool = DRY_RUN,
     json_out: bool = JSON,
@@ -260,13 +265,19 @@ def render_env_command(
     if target not in ("supervisely", "cvat", "onepanel"):
         raise BadInput(f"unknown --target {target!r}", "use --target supervisely, cvat or onepanel")
     given = {"--connection": connection, "--bucket": bucket, "--display-name": display_name,
-             "--manifest": manifest, "--namespace": namespace, "--sync-dir": sync_dir, "--model-dir": model_dir}
-    allowed = {"supervisely": {"--connection"}, "cvat": {"--bucket", "--display-name", "--manifest"},
+             "--manifest": manifest, "--namespace": namespace, "--sync-dir": sync_dir, "--model-dir": model_dir,
+             "--cache": cache}
+    allowed = {"supervisely": {"--connection", "--cache"}, "cvat": {"--bucket", "--display-name", "--manifest"},
                "onepanel": {"--bucket", "--namespace", "--sync-dir", "--model-dir"}}[target]
     stray = [flag for flag, value in given.items() if value and flag not in allowed]
     if stray:
         raise BadInput(f"{', '.join(stray)} does not apply to --target {target}", f"drop {', '.join(stray)}")
     layout = None
+    proxy_env: dict[str, str] = {}
+    if cache:
+        from provision.render import proxy_cache_env
+
+        proxy_env = proxy_cache_env(cache)
     if target == "onepanel":
         from provision.render import onepanel_layout
 
@@ -299,14 +310,14 @@ def render_env_command(
             folder_store = open_store(state, bucket or state.grant.buckets[0], write=True)
             folders = ensure_folders(folder_store, layout.prefixes, dry_run=dry_run)
         else:
-            files = render_supervisely(state.grant, out, connection or f"provision-{env}")
+            files = render_supervisely(state.grant, out, connection or f"provision-{env}", proxy_env)
         if not dry_run:
             write(files)
             from provision.state import RenderRecord
 
             options: dict[str, Any] = {k: v for k, v in {
                 "connection": connection, "bucket": bucket, "display_name": display_name,
-                "manifests": manifest}.items() if v}
+                "manifests": manifest, "proxy_env": proxy_env}.items() if v}
             if target != "onepanel" and state.remember_render(RenderRecord(target=target, out=str(out),
                                                                            options=options)):
                 store.save(state)

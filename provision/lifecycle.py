@@ -52,20 +52,31 @@ def rerender(state: State) -> list[Path]:
 
 
 def reapply_command(state: State) -> str:
-    """The ``provision <provider> ...`` command line that re-applies the stored inputs of ``state``."""
+    """The ``provision <provider> ...`` command line that re-applies the stored inputs of ``state``.
+
+    A stored connection string is a secret and is never printed: the command reads it from
+    ``$AZURE_STORAGE_CONNECTION_STRING`` instead.
+    """
     inputs: dict[str, Any] = state.inputs
     parts = ["provision", state.provider or "s3", "--env", state.env]
     parts += list(inputs.get("buckets") or [])
     for key, value in inputs.items():
-        if key in ("buckets", "provider", "sandbox") or value in (None, False, [], ""):
+        if key in ("buckets", "provider", "sandbox", "principal_id") or value in (None, False, [], ""):
+            continue
+        if key == "connection_string":
             continue
         if key == "access":
             parts.append(f"--{value}")
+        elif key == "keyless" and inputs.get("principal_id"):
+            parts += ["--keyless", str(inputs["principal_id"])]
         elif value is True:
             parts.append(f"--{key.replace('_', '-')}")
         else:
             parts += [f"--{key.replace('_', '-')}", str(value)]
-    return shlex.join(parts)
+    command = shlex.join(parts)
+    if inputs.get("connection_string"):
+        command += ' --connection-string "$AZURE_STORAGE_CONNECTION_STRING"'
+    return command
 
 
 def drift(provider: Provider, state: State, now: datetime | None = None) -> list[dict[str, str]]:

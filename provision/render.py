@@ -383,10 +383,52 @@ def render_supervisely(grant: Grant, out: Path, connection: str, proxy_env: dict
     for volume in fragment["services"][HTTP_STORAGE]["volumes"]:
         if volume["source"].replace("$$", "$") != mounts[volume["target"]]:
             raise BadInput(f"the mount of {volume['target']} would not read back as written", "report this as a bug")
+    if proxy_env and fragment["services"]["proxy"]["environment"] != proxy_env:
+        raise BadInput("the proxy cache settings would not read back as written", "report this as a bug")
     override_path = out / "docker-compose.override.yml"
     merged = merge_override(_load_yaml_mapping(override_path), fragment)
     files.append(_decide(override_path, _dump_yaml(merged), _dump_yaml(fragment)))
     return files
+
+
+PROXY_CACHE_DEFAULTS = {
+    "CACHE_PREVIEWS_SIZE": "1g", "CACHE_PREVIEWS_EXPIRES": "12h",
+    "CACHE_STORAGE_SIZE": "10g", "CACHE_STORAGE_EXPIRES": "7d",
+    "CACHE_IMAGE_CONVERTER_SIZE": "10g", "CACHE_IMAGE_CONVERTER_EXPIRES": "7d",
+}
+"""Supervisely's front-end (``proxy`` service) cache settings and their defaults (shared/REFERENCE.md §1)."""
+_CACHE_SIZE = re.compile(r"^[1-9][0-9]{0,5}[kmg]$")
+_CACHE_TIME = re.compile(r"^[1-9][0-9]{0,5}(ms|s|m|h|d|w|M|y)$")
+
+
+def proxy_cache_env(settings: list[str]) -> dict[str, str]:
+    """Turn ``--cache NAME=VALUE`` options into ``services.proxy.environment`` entries.
+
+    Names are the variables of `PROXY_CACHE_DEFAULTS` without ``CACHE_``, lowercase, ``-`` for ``_``
+    (``previews-size``). Sizes are nginx sizes (``512m``, ``10g``); expiry times nginx times (``12h``, ``7d``) —
+    the proxy is nginx, whose ``proxy_cache_path max_size`` / ``inactive`` take them.
+
+    Returns:
+        Variable -> value, only for the settings given (Supervisely's defaults apply to the rest).
+
+    Raises:
+        BadInput: unknown name, malformed pair, or a value nginx would not accept.
+    """
+    names = {key[len("CACHE_"):].lower().replace("_", "-"): key for key in PROXY_CACHE_DEFAULTS}
+    out: dict[str, str] = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        key = names.get(name.strip().lower())
+        if not sep or key is None:
+            raise BadInput(f"invalid --cache {item!r}: expected NAME=VALUE with NAME one of {', '.join(names)}",
+                           "e.g. --cache storage-size=50g")
+        value = value.strip()
+        pattern, example = (_CACHE_SIZE, "10g") if key.endswith("_SIZE") else (_CACHE_TIME, "7d")
+        if not pattern.match(value):
+            raise BadInput(f"invalid --cache {item!r}: {name} takes a value like {example} "
+                           f"(default {PROXY_CACHE_DEFAULTS[key]})", f"e.g. --cache {name}={example}")
+        out[key] = value
+    return out
 
 
 def links_endpoint(grant: Grant) -> str:
@@ -425,14 +467,15 @@ def render_target(target: str, state: Any, out: Path, options: dict[str, Any]) -
             not repeated).
         state: the environment's `provision.state.State` (its ``grant`` must be set).
         out: destination directory.
-        options: render options (``connection``: the remote_links.yml connection name; cvat: ``bucket``,
-            ``display_name``, ``manifests``).
+        options: render options (supervisely: ``connection``, the remote_links.yml connection name, and
+            ``proxy_env``, the proxy cache settings; cvat: ``bucket``, ``display_name``, ``manifests``).
 
     Raises:
         BadInput: unknown target, or a value that cannot be written safely.
     """
     if target == "supervisely":
-        return render_supervisely(state.grant, out, options.get("connection") or f"provision-{state.env}")
+        return render_supervisely(state.grant, out, options.get("connection") or f"provision-{state.env}",
+                                  options.get("proxy_env"))
     if target == "cvat":
         return render_cvat(state.grant, out, options.get("bucket"), options.get("display_name"),
                            options.get("manifests"))

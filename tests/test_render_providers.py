@@ -180,3 +180,39 @@ def test_key_file_mount_through_compose(tmp_path: Path) -> None:
     links = yaml.safe_load((out / "remote_links.yml").read_text())["conn"]
     assert links == {"provider": "google", "endpoint": "storage.googleapis.com", "credentials_path": "/gcs.json",
                      "buckets": ["acme-public", "acme-private"]}
+
+
+def test_proxy_cache_settings_only_when_given(cli: Cli, workdir: Path) -> None:
+    """--cache lands under services.proxy.environment (read back by the real Compose binary), the proxy's other
+    settings stay, a re-render from state (rotation) repeats it, and a bad value is refused with exit 2."""
+    from tests.test_render import MODES
+
+    StateStore("prod").save(State(env="prod", provider="s3", grant=MODES["key_pair"]))
+    out = workdir / "sv"
+    out.mkdir()
+    (out / "docker-compose.yml").write_text(yaml.safe_dump({"services": {
+        "http-storage": {"image": "supervisely/http-storage"},
+        "proxy": {"image": "supervisely/proxy", "environment": {"CACHE_PREVIEWS_SIZE": "1g", "WORKERS": "4"}}}}))
+    plain = cli("render-env", "--env", "prod", "--out", str(out))
+    assert plain.exit_code == 0, plain.output
+    assert "proxy" not in yaml.safe_load((out / "docker-compose.override.yml").read_text())["services"]
+    result = cli("render-env", "--env", "prod", "--out", str(out), "--cache", "storage-size=50g",
+                 "--cache", "previews-expires=1d")
+    assert result.exit_code == 0, result.output
+    run = subprocess.run([compose_binary(), "config", "--format", "json"], cwd=out, capture_output=True, text=True,
+                         env={"PATH": os.environ["PATH"], "HOME": str(workdir)}, timeout=60)
+    assert run.returncode == 0, run.stderr
+    proxy = json.loads(run.stdout)["services"]["proxy"]["environment"]
+    assert proxy == {"CACHE_PREVIEWS_SIZE": "1g", "WORKERS": "4", "CACHE_STORAGE_SIZE": "50g",
+                     "CACHE_PREVIEWS_EXPIRES": "1d"}
+    from provision.state import StateStore as Store
+
+    record = Store("prod").load().renders[-1]
+    assert record.options["proxy_env"] == {"CACHE_STORAGE_SIZE": "50g", "CACHE_PREVIEWS_EXPIRES": "1d"}
+    before = (out / "docker-compose.override.yml").read_text()
+    for bad in ("storage-size=lots", "nope=1g", "storage-size", "previews-expires=-1d"):
+        refused = cli("render-env", "--env", "prod", "--out", str(out), "--cache", bad)
+        assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1, bad
+    assert (out / "docker-compose.override.yml").read_text() == before
+    cvat = cli("render-env", "--env", "prod", "--out", str(out), "--target", "cvat", "--cache", "storage-size=1g")
+    assert cvat.exit_code == 2 and "--cache" in cvat.stderr
