@@ -288,14 +288,15 @@ def render_env_command(
     store = StateStore(env)
     if not store.exists():
         raise BadInput(f"nothing provisioned in environment {env!r} yet ({store.path} does not exist)",
-                       f"run `provision s3 --env {env} ...` first")
+                       f"run `provision s3|azure|gcs --env {env} ...` first")
     out = out.absolute()
     if not out.is_dir():
         raise BadInput(f"--out {out} is not an existing directory", "create it, or pass `supervisely where`")
     with store.lock():
         state = store.load()
         if state.grant is None:
-            raise BadInput(f"environment {env!r} has no credential yet", f"run `provision s3 --env {env}` first")
+            raise BadInput(f"environment {env!r} has no credential yet",
+                       f"run `provision s3|azure|gcs --env {env} ...` first")
         folders: list[str] = []
         if target == "cvat":
             from provision.render import render_cvat
@@ -376,7 +377,8 @@ def verify_command(env: str = ENV, json_out: bool = JSON) -> None:
     store = StateStore(env)
     state = store.load()
     if state.grant is None:
-        raise BadInput(f"nothing to verify in environment {env!r}", f"run `provision s3 --env {env}` first")
+        raise BadInput(f"nothing to verify in environment {env!r}",
+                       f"run `provision s3|azure|gcs --env {env} ...` first")
     profile = Profile.model_validate(state.inputs)
     rows = load_provider(profile).verify(state)
     bad = [r for r in rows if not r.ok]
@@ -413,7 +415,8 @@ def status_command(env: str = ENV, json_out: bool = JSON) -> None:
     store = StateStore(env)
     state = store.load()
     if state.grant is None and not state.resources:
-        raise BadInput(f"nothing provisioned in environment {env!r}", f"run `provision s3 --env {env}` first")
+        raise BadInput(f"nothing provisioned in environment {env!r}",
+                       f"run `provision s3|azure|gcs --env {env} ...` first")
     rows = drift(load_provider(Profile.model_validate(state.inputs)), state)
     if json_out:
         emit_json({"env": env, "in_sync": not rows, "rows": rows, "resources": [
@@ -563,7 +566,7 @@ def migrate_command(
     store = StateStore(env)
     if not store.exists():
         raise BadInput(f"nothing provisioned in environment {env!r} yet ({store.path} does not exist)",
-                       f"run `provision s3 --env {env} --prefix P` first")
+                       f"run `provision s3|azure|gcs --env {env} --prefix P` first")
     with store.lock():
         state = store.load()
         cache = store.directory / f"{env}.migrate-cache.sqlite"  # remembered checksums of unchanged files
@@ -613,7 +616,7 @@ def links_command(
     store = StateStore(env)
     if not store.exists():
         raise BadInput(f"nothing provisioned in environment {env!r} yet ({store.path} does not exist)",
-                       f"run `provision s3 --env {env} --prefix P` first")
+                       f"run `provision s3|azure|gcs --env {env} --prefix P` first")
     state = store.load()
     options: dict[str, Any] = {"buckets": bucket, "prefix": key_prefix, "extensions": extensions}
     if out is not None:
@@ -666,7 +669,8 @@ def cvat_attach_command(
     store = StateStore(env)
     state = store.load()
     if state.grant is None:
-        raise BadInput(f"nothing provisioned in environment {env!r}", f"run `provision s3 --env {env} ...` first")
+        raise BadInput(f"nothing provisioned in environment {env!r}",
+                       f"run `provision s3|azure|gcs --env {env} ...` first")
     result = attach(state.grant, url, token=token, username=username, password=password, bucket=bucket,
                     display_name=display_name, manifests=manifest)
     if json_out:
@@ -705,10 +709,11 @@ def manifest_command(
     store = StateStore(env)
     if not store.exists():
         raise BadInput(f"nothing provisioned in environment {env!r} yet ({store.path} does not exist)",
-                       f"run `provision s3 --env {env} ...` first")
+                       f"run `provision s3|azure|gcs --env {env} ...` first")
     state = store.load()
     if state.grant is None:
-        raise BadInput(f"environment {env!r} has no credential yet", f"run `provision s3 --env {env}` first")
+        raise BadInput(f"environment {env!r} has no credential yet",
+                       f"run `provision s3|azure|gcs --env {env} ...` first")
     bucket = bucket or state.grant.buckets[0]
     out = out.absolute()
     if out.is_dir():
