@@ -11,6 +11,8 @@ ports; the SDKs talk to it for real and it records every request with its body.
   (``upstream``). Bucket IAM is enforced here, per caller, from the policy the emulator stores (it stores policies
   but enforces nothing): the admin may do anything; a service account only what its bucket roles allow
   (objectViewer, objectAdmin, legacyBucketReader); no project-level permission. A denial is a 403 like Google's.
+  setIamPolicy gets Google's checks too: a stale etag is refused with 412, every write gets a new etag, and a
+  member naming a service account of the project that does not exist (yet) is refused with 400.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ class FakeGoogle:
             "caller", "status", "mutating"}`` (``body``: the JSON body as a dict, the request message as a dict
             for gRPC, ``None`` for other bodies).
         forbid_keys: answer CreateServiceAccountKey with FAILED_PRECONDITION.
+        unknown_for: email -> how many more setIamPolicy writes naming that service account get 400 "does not
+            exist" (IAM propagation delay after its creation).
+        on_set_iam: called once as ``on_set_iam(bucket)`` before the next setIamPolicy is checked (a concurrent
+            writer), then cleared.
         service_accounts: email -> the account's fields.
         keys: key id -> ``{"email", "public_key", "type": "USER_MANAGED"|"SYSTEM_MANAGED"}`` (the admin's too).
         hmac_keys: access id -> metadata (as the JSON API returns it).
@@ -86,6 +92,8 @@ class FakeGoogle:
         self.keys: dict[str, dict[str, Any]] = {}
         self.hmac_keys: dict[str, dict[str, Any]] = {}
         self.tokens: dict[str, str] = {}
+        self.unknown_for: dict[str, int] = {}
+        self.on_set_iam: Any = None
         self.admin_email = f"{ADMIN}@{project}.iam.gserviceaccount.com"
         self.lock = threading.Lock()
         self._http: Any = None
@@ -229,12 +237,44 @@ class FakeGoogle:
         if caller != self.admin_email and not self._allowed(caller, permission, bucket):
             return reply(403, _error(403, f"{caller} does not have {permission} access to "
                                           f"{'the project' if bucket is None else f'the bucket {bucket}'}."))
+        if permission == "storage.buckets.setIamPolicy" and bucket is not None and isinstance(body, dict):
+            refused = self._check_policy_write(bucket, body)
+            if refused is not None:
+                return reply(*refused)
+            body = dict(body, etag=base64.b64encode(secrets.token_bytes(6)).decode())  # every write: a new etag
+            raw = json.dumps(body).encode()
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(raw), str(len(raw))
 
         def start(status: str, headers: Any, exc_info: Any = None) -> Any:
             entry["status"] = int(status.split()[0])
             return start_response(status, headers, exc_info)
 
         return self._forward(environ, start)
+
+    def _check_policy_write(self, bucket: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """What Cloud Storage checks on setIamPolicy that the emulator does not: the etag (412 when the policy
+        changed since it was read) and that each service-account member of this project exists (400), counting
+        `unknown_for` down first (IAM has not propagated a new account yet)."""
+        if self.on_set_iam is not None:
+            hook, self.on_set_iam = self.on_set_iam, None
+            hook(bucket)
+        try:
+            current = self.bucket_policy(bucket)
+        except LookupError:
+            return 404, _error(404, "The specified bucket does not exist.")
+        if body.get("etag") and body["etag"] != current.get("etag"):
+            return 412, _error(412, "Precondition Failed")
+        for binding in body.get("bindings", []):
+            for member in binding.get("members", []):
+                email = member.removeprefix("serviceAccount:")
+                if member == email or not email.endswith(f"@{self.project}.iam.gserviceaccount.com"):
+                    continue
+                if email in self.service_accounts and self.unknown_for.get(email, 0) > 0:
+                    self.unknown_for[email] -= 1
+                elif email in self.service_accounts:
+                    continue
+                return 400, _error(400, f"Service account {email} does not exist.")
+        return None
 
     def _allowed(self, caller: str, permission: str, bucket: str | None) -> bool:
         if bucket is None:

@@ -144,14 +144,14 @@ def test_sandbox_verify_says_there_is_nothing_true_to_probe(cli: Cli, gcs_admin:
     assert gcs_admin.log() == []
 
 
-@pytest.mark.parametrize("status, count", [(400, 10), (500, 10)])
+@pytest.mark.parametrize("status, count", [(400, 10), (500, 10_000)])
 def test_fault_at_every_mutating_step_converges_and_destroys_to_zero(cli: Cli, gcs_admin: GcsAdmin, prefix: str,
                                                                      workdir: Path, status: int, count: int) -> None:
     url = gcs_admin.endpoint.endpoint_url
     steps = 4  # per bucket: insert, then PATCH of the UBLA/PAP the emulator dropped (counted in the test above)
     for k in range(1, steps + 1):
         if status == 500 and k > 1:
-            break  # 500 is retried for RETRY_SECONDS each time: one step shows it, 400 walks them all
+            break  # a lasting 500 is retried until RETRY_SECONDS run out: one step shows it; 400 walks them all
         p = f"{prefix}k{k}"
         args = ["gcs", "--prefix", p, "--env", "sandbox", "--keyless", "--full"]
         sandbox.control(url, "faults", {"fail_mutating_at": k, "count": count, "status": status})
@@ -228,7 +228,6 @@ SANDBOX_BAD = [
     (["--prefix", "demo"], "the sandbox has no IAM"),
     (["--prefix", "demo", "--hmac"], "an HMAC key cannot be issued here"),
     (["--prefix", "demo", "--keyless", "--hmac"], "--hmac and --keyless are mutually exclusive"),
-    (["--prefix", "demo", "--keyless", "--rotate"], "a keyless grant has no key to rotate"),
     (["dup-one", "dup-one", "--keyless"], "bucket names repeat"),
     (["--prefix", "demo", "x-bucket", "--keyless"], "give BUCKET names or --prefix, not both"),
     (["--prefix", "demo", "--keyless", "--readonly", "--full"], "--readonly and --full are mutually exclusive"),
@@ -505,6 +504,39 @@ def test_access_change_and_destroy_touch_only_our_member(cli: Cli, google: FakeG
     assert not (workdir / ".provision" / "keys" / "gcp.json").exists()
     kept = {(r["kind"], r["name"]) for r in read_state("gcp")["resources"]}
     assert kept == {("bucket", adopted), ("service_account", email)}  # our member was removed: its record too
+
+
+def test_new_service_account_is_bound_once_iam_knows_it(cli: Cli, google: FakeGoogle, prefix: str) -> None:
+    email = sa_email(f"{prefix}-sa")
+    google.unknown_for[email] = 2  # IAM is eventually consistent: the first two writes naming it are refused
+    result = gcs(cli, f"{prefix}-data", "--service-account", f"{prefix}-sa", "--no-verify")
+    assert result.exit_code == 0, result.output
+    writes = [r["status"] for r in google.requests if r["method"] == "PUT" and r["path"].endswith("/iam")]
+    assert writes == [400, 400, 200]
+    assert bindings_of(google, f"{prefix}-data") == {READER: [f"serviceAccount:{email}"],
+                                                     VIEWER: [f"serviceAccount:{email}"]}
+    assert [(r["kind"], r["created"]) for r in read_state("gcp")["resources"]].count(("bucket_binding", True)) == 1
+
+
+def test_a_policy_changed_under_us_is_read_again_and_merged(cli: Cli, google: FakeGoogle, gcs_admin: GcsAdmin,
+                                                            prefix: str) -> None:
+    name = f"{prefix}-data"
+
+    def concurrent_writer(bucket: str) -> None:  # someone grants bob between our read and our write
+        target = gcs_admin.storage.bucket(bucket)
+        policy = target.get_iam_policy(requested_policy_version=3)
+        policy.bindings.append({"role": VIEWER, "members": {"user:bob@example.com"}})
+        policy.etag = "BwBobWasHere="
+        target.set_iam_policy(policy)
+
+    google.on_set_iam = concurrent_writer
+    result = gcs(cli, name, "--service-account", f"{prefix}-sa", "--no-verify")
+    assert result.exit_code == 0, result.output
+    writes = [(r["status"], r["body"]["etag"]) for r in google.requests
+              if r["method"] == "PUT" and r["path"].endswith("/iam")]
+    assert writes == [(412, "CAE="), (200, "BwBobWasHere=")]
+    member = f"serviceAccount:{sa_email(f'{prefix}-sa')}"
+    assert bindings_of(google, name) == {READER: [member], VIEWER: sorted(["user:bob@example.com", member])}
 
 
 def bindings_of(google: FakeGoogle, bucket: str) -> dict[str, list[str]]:

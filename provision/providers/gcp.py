@@ -312,14 +312,15 @@ class GcsProvider:
         Returns:
             The Grant; None in dry-run when a new key would be issued.
 
+        ``--rotate`` with ``--keyless`` has nothing to rotate and says so.
+
         Raises:
-            BadInput: ``--rotate`` with ``--keyless`` (there is no key), before any call.
             CloudRefused: Google refused before anything was created (credentials, permission, name taken), or an
                 organisation policy forbids service-account keys (the message names ``--hmac`` and ``--keyless``).
             PartialFailure: Google refused after something was created; state records it.
         """
         if plan.rotate and self.profile.keyless:
-            raise BadInput("--rotate with --keyless: a keyless grant has no key to rotate", "drop --rotate")
+            plan.note("no change", "credential", "-", "--rotate: a keyless grant has no key to rotate")
         before = len([r for r in state.resources if r.created])
         try:
             storage = self.storage()
