@@ -6,15 +6,14 @@ page and each line is written as soon as its object is listed, so memory stays b
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from provision.errors import BadInput, CloudRefused, ProvisionError
-from provision.objects import open_store
+from provision.errors import BadInput
+from provision.files import atomic_open
+from provision.objects import open_stores
 from provision.state import State
 
 
@@ -65,7 +64,8 @@ def write_links(state: State, out: TextIO, buckets: list[str] | None = None, pre
                 extensions: tuple[str, ...] = ()) -> LinksReport:
     """Write one link per matching object to ``out``, bucket after bucket, each in key order, as it is listed.
 
-    Uses the grant's own (read) credential (`open_store` with ``write=False``).
+    Uses the grant's own (read) credential (`provision.objects.open_stores` with ``write=False``: one SDK client
+    for all the buckets). Each line is ``<store.url_scheme>://<bucket>/<key>`` (``s3``, ``azure``, ``google``).
 
     Args:
         state: the environment's state.
@@ -80,18 +80,18 @@ def write_links(state: State, out: TextIO, buckets: list[str] | None = None, pre
 
     Raises:
         BadInput: no grant, or a bucket that is not the grant's.
-        CloudRefused: a bucket could not be listed (the lines written so far stay written).
+        CloudRefused: a bucket could not be listed (raised by the store; the lines written so far stay written).
     """
     if state.grant is None:
         raise BadInput(f"nothing provisioned in environment {state.env!r} yet",
-                       f"run `provision s3 --env {state.env} ...` first")
+                       f"run `provision s3|azure|gcs --env {state.env} ...` first")
     names = list(buckets) if buckets else list(state.grant.buckets)
-    stores = [open_store(state, name) for name in names]  # checks every name before writing anything
+    stores = open_stores(state, names)  # checks every name before writing anything
     report = LinksReport()
     for store in stores:
         count = skipped = 0
         base = f"{store.url_scheme}://{store.bucket}/"
-        for obj in _listed(store, prefix, state.env):
+        for obj in store.list(prefix):
             key = obj.key
             if extensions and not key.lower().endswith(extensions):
                 continue
@@ -103,24 +103,6 @@ def write_links(state: State, out: TextIO, buckets: list[str] | None = None, pre
         report.links[store.bucket] = count
         report.unlinkable[store.bucket] = skipped
     return report
-
-
-def _listed(store: Any, prefix: str, env: str) -> Iterator[Any]:
-    """``store.list(prefix)``, with a listing failure (the provider SDK's own exception, not imported here)
-    turned into `CloudRefused`; errors of the caller's writes are not touched."""
-    objects = iter(store.list(prefix))
-    while True:
-        try:
-            obj = next(objects)
-        except StopIteration:
-            return
-        except ProvisionError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - botocore / azure / google errors alike
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise CloudRefused(f"could not list bucket {store.bucket!r}: {first}",
-                               f"check the credential with `provision verify --env {env}`") from None
-        yield obj
 
 
 def write_links_file(state: State, path: Path, **kwargs: object) -> LinksReport:
@@ -138,16 +120,5 @@ def write_links_file(state: State, path: Path, **kwargs: object) -> LinksReport:
     """
     if not path.parent.is_dir():
         raise BadInput(f"--out {path}: directory {path.parent} does not exist", "create it first")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            report = write_links(state, fh, **kwargs)  # type: ignore[arg-type]
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return report
+    with atomic_open(path, 0o644, text=True) as fh:
+        return write_links(state, fh, **kwargs)  # type: ignore[arg-type]

@@ -187,8 +187,8 @@ def probe(store: ObjectStore, obj: ObjectInfo, checksum: bool = False) -> ProbeR
     ``checksum`` the whole object is read at once.
 
     Returns:
-        A result with width/height (and checksum), or ``error`` set (empty object, unreadable image, or a
-        refused read); never raises for one bad object.
+        A result with width/height (and checksum), or ``error`` set (empty object, unreadable image, or a read
+        the store refused with `provision.errors.CloudRefused`); never raises for one bad object.
     """
     result = ProbeResult()
     if obj.size == 0:
@@ -219,7 +219,7 @@ def probe(store: ObjectStore, obj: ObjectInfo, checksum: bool = False) -> ProbeR
                 except Exception:  # noqa: BLE001 — Pillow signals "not enough data" with many error types
                     continue
         data = data + fetch(len(data), obj.size - len(data)) if data else fetch(0, None)
-    except Exception as exc:  # noqa: BLE001 — the store's own error for one object: report it, go on
+    except CloudRefused as exc:  # one object the store would not give: report it, go on
         result.error = f"read failed: {_one_line(exc)}"
         return result
     try:
@@ -278,11 +278,7 @@ def build_manifest(store: ObjectStore, prefix: str = "", *, checksum: bool = Fal
     prefix = folder_prefix(prefix)
     manifest = Manifest(prefix=prefix)
     stats = manifest.stats
-    try:
-        listing = sorted(store.list(prefix), key=lambda o: o.key)
-    except Exception as exc:  # the provider's own error type: the seam does not translate them (yet)
-        raise CloudRefused(f"cannot list bucket {store.bucket} (prefix {prefix or '/'}): {_one_line(exc)}",
-                           "check the credential and the bucket name") from None
+    listing = sorted(store.list(prefix), key=lambda o: o.key)  # the store raises CloudRefused
     rel = {o.key: o.key[len(prefix):] for o in listing}
     folders = {posixpath.dirname(r) for r in rel.values()}
     folders |= {f.rsplit("/", i)[0] for f in list(folders) for i in range(1, f.count("/") + 1)}
@@ -344,11 +340,7 @@ def upload_manifest(store: ObjectStore, manifest: Manifest) -> str:
     Raises:
         CloudRefused: the store refused the write.
     """
-    try:
-        store.put_bytes(manifest.key, manifest.text().encode(), content_type="application/jsonl")
-    except Exception as exc:  # the provider's own error type
-        raise CloudRefused(f"cannot upload {manifest.key} to bucket {store.bucket}: {_one_line(exc)}",
-                           "check the admin credential") from None
+    store.put_bytes(manifest.key, manifest.text().encode(), content_type="application/jsonl")
     return manifest.key
 
 

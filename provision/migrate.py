@@ -12,24 +12,27 @@ these become the buckets of the same names, with keys = paths relative to each f
 4. uploads the rest in parallel (multipart for large files) with the SDK's retries, and reports each file that
    still failed.
 
-The local folders are only read, never written. Everything goes through `provision.objects.open_store` and
-`provision.transfer.transfer_for`, so a provider that implements those gets ``migrate`` for free.
+The local folders are only read, never written. Everything goes through `provision.objects.open_stores` and
+`provision.transfer.transfer_for` (the store's own ``transfer()``), so a provider whose store implements those
+gets ``migrate`` for free.
 """
 
 from __future__ import annotations
 
+import enum
 import os
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from provision.errors import BadInput, CloudRefused
-from provision.objects import open_store
-from provision.state import State
+from provision.names import check_env_name
+from provision.objects import ObjectStore, open_stores
+from provision.state import State, state_dir
 from provision.transfer import Transfer, UploadJob, transfer_for
 
 DEFAULT_CONCURRENCY = 10
@@ -281,6 +284,25 @@ def stamp_of(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def cache_path(env: str) -> Path:
+    """Where `migrate` remembers the checksums of an environment's local files: ``<state dir>/<env>.migrate-cache
+    .sqlite`` (the state directory of `provision.state.state_dir`). ``provision destroy`` deletes it with the state.
+
+    Args:
+        env: the environment name.
+
+    Returns:
+        The absolute path (the file may not exist).
+
+    Raises:
+        BadInput: an invalid environment name (`provision.names.check_env_name`).
+    """
+    return state_dir() / f"{check_env_name(env)}.migrate-cache.sqlite"
+
+
+_default_cache_path = cache_path  # `migrate` has a parameter of the same name
+
+
 class ChecksumCache:
     """Checksums of local files remembered between runs, so a re-run does not read every file again.
 
@@ -323,6 +345,29 @@ class ChecksumCache:
             return None
         return str(row[2])
 
+    def get_many(self, jobs: list[UploadJob], kind: str) -> dict[Path, str]:
+        """The remembered checksums of those ``jobs`` whose stamp and ``kind`` still match, by path (one query per
+        500 files). Main thread only."""
+        found: dict[Path, str] = {}
+        if self._db is None:
+            return found
+        import sqlite3
+
+        wanted = {os.fsencode(j.path): j for j in jobs if j.stamp}
+        paths = list(wanted)
+        try:
+            for start in range(0, len(paths), 500):
+                chunk = paths[start:start + 500]
+                rows = self._db.execute("SELECT path, stamp, kind, checksum FROM checksums WHERE path IN "
+                                        f"({','.join('?' * len(chunk))})", chunk).fetchall()
+                for path, stamp, row_kind, checksum in rows:
+                    job = wanted[path]
+                    if row_kind == kind and stamp == _stamp_text(job.stamp):
+                        found[job.path] = str(checksum)
+        except sqlite3.Error:
+            return {}
+        return found
+
     def add(self, job: UploadJob, kind: str, checksum: str) -> None:
         """Remember ``checksum`` for ``job``'s file as of ``job.stamp`` (any thread; written by `flush`)."""
         if self._db is not None and self.writable and job.stamp:
@@ -356,15 +401,27 @@ def _stamp_text(stamp: tuple[int, ...]) -> str:
     return ":".join(str(n) for n in stamp)
 
 
+class _Default(enum.Enum):
+    CACHE = "the environment's cache"
+
+
+DEFAULT_CACHE = _Default.CACHE
+"""`migrate`'s default ``cache_path``: `cache_path` of the state's environment."""
+
+
 def migrate(state: State, data_path: Path, *, dry_run: bool = False, concurrency: int = DEFAULT_CONCURRENCY,
-            progress: Progress | None = None, cache_path: Path | None = None) -> MigrateReport:
+            progress: Progress | None = None,
+            cache_path: Path | None | _Default = DEFAULT_CACHE) -> MigrateReport:
     """Copy ``<data_path>/storage/<bucket>/`` into each bucket of the grant, skipping what is already there.
 
-    Uses a write-capable credential (`open_store` with ``write=True``: the grant's own when it is ``full``,
-    else the admin one). "Already there" = same key, same size, and the listing's checksum equals the local one
-    computed the way the upload would produce it (S3: hex MD5, or MD5 of part MD5s + ``-N`` from 8 MiB), read
-    from ``cache_path`` when the file has not changed since it was last hashed or uploaded. Remote objects that
-    have no local file are left alone.
+    Uses a write-capable credential (`open_stores` with ``write=True``: the grant's own when it is ``full``,
+    else the admin one; one SDK client for all buckets). "Already there" = same key, same size, and the listing's
+    checksum equals the local one computed the way the upload would produce it (S3: hex MD5, or MD5 of part MD5s
+    + ``-N`` from 8 MiB), read from the checksum cache when the file has not changed since it was last hashed or
+    uploaded. Remote objects that have no local file are left alone.
+
+    The buckets are listed in background threads from the start; the folders are scanned and the cache is read
+    while the first pages are on their way.
 
     Args:
         state: the environment's state (read only; the caller holds its lock).
@@ -372,8 +429,8 @@ def migrate(state: State, data_path: Path, *, dry_run: bool = False, concurrency
         dry_run: list and check, upload nothing; the report's ``planned`` says what would be uploaded.
         concurrency: parallel requests (1..`MAX_CONCURRENCY`); also the number of files hashed at once.
         progress: receives the ``checking`` and ``uploading`` phases; None for silence.
-        cache_path: a `ChecksumCache` file (the CLI: ``<state dir>/<env>.migrate-cache.sqlite``); None to hash
-            every candidate.
+        cache_path: the `ChecksumCache` file; by default `cache_path` of ``state.env``; None to hash every
+            candidate.
 
     Returns:
         The `MigrateReport` (sizes in bytes, durations in seconds). Failed files are in it, not raised: the
@@ -387,22 +444,19 @@ def migrate(state: State, data_path: Path, *, dry_run: bool = False, concurrency
         raise BadInput(f"--concurrency {concurrency} is out of range", f"use 1 to {MAX_CONCURRENCY}")
     started = time.monotonic()
     pairs = check_folders(state, data_path)
+    cache_file = _default_cache_path(state.env) if isinstance(cache_path, _Default) else cache_path
     progress = progress or _Silent()
     report = MigrateReport(env=state.env, data_path=data_path, dry_run=dry_run, concurrency=concurrency)
-    plans = []
-    for bucket, folder in pairs:
-        store = open_store(state, bucket, write=not dry_run)
-        plans.append((store, BucketReport(bucket=bucket, folder=folder), transfer_for(store, concurrency)))
-    report.buckets = [br for _, br, _ in plans]
-    report.concurrency = min(transfer.concurrency for _, _, transfer in plans)
-    with ThreadPoolExecutor(max(1, len(plans)), thread_name_prefix="provision-plan") as pool:  # buckets in parallel
-        groups = list(pool.map(lambda plan: _plan(state.env, *plan), plans))
-    candidates = [c for group in groups for c in group]  # same key and size as a remote object
-    work = [(br, transfer) for _, br, transfer in plans]
+    stores = open_stores(state, [bucket for bucket, _ in pairs], write=not dry_run)
+    transfers = [transfer_for(store, concurrency) for store in stores]
+    report.buckets = [BucketReport(bucket=bucket, folder=folder) for bucket, folder in pairs]
+    report.concurrency = min(transfer.concurrency for transfer in transfers)
+    work = list(zip(report.buckets, transfers, strict=True))
 
-    cache = ChecksumCache(cache_path, writable=not dry_run)
+    cache = ChecksumCache(cache_file, writable=not dry_run)
     try:
-        _check(candidates, cache, concurrency, progress)
+        to_hash = _plan(state.env, stores, work, cache)
+        _check(to_hash, cache, concurrency, progress)
         for br in report.buckets:  # in key order
             br.planned.sort(key=lambda p: p.job.key.encode("utf-8"))
         if not dry_run:
@@ -413,40 +467,77 @@ def migrate(state: State, data_path: Path, *, dry_run: bool = False, concurrency
     return report
 
 
-def _plan(env: str, store: Any, br: BucketReport, transfer: Transfer) -> list[_Candidate]:
-    """Scan one folder, list its bucket once, and sort the files: ``new`` and ``size differs`` go to
-    ``br.planned``; same key and size are returned as candidates for the checksum comparison."""
-    jobs, br.failed = scan(br.folder)
-    br.files = len(jobs) + len(br.failed)
-    br.bytes = sum(j.size for j in jobs)
-    local = {j.key: j for j in jobs}
-    remote: dict[str, tuple[int, str]] = {}
-    try:
-        for obj in store.list():
-            if obj.key in local:
-                remote[obj.key] = (obj.size, obj.etag)
-    except transfer.cloud_errors as exc:
-        raise CloudRefused(f"could not list bucket {br.bucket!r}: {_one_line(exc)}",
-                           "check that it exists and that the credential may list it "
-                           f"(provision verify --env {env})") from None
-    candidates = []
-    for job in jobs:
-        found = remote.get(job.key)
-        if found is None:
-            br.planned.append(Planned(job, "new"))
-        elif found[0] != job.size:
-            br.planned.append(Planned(job, "size differs"))
-        else:
-            candidates.append(_Candidate(br, transfer, job, found[1]))
-    return candidates
-
-
 @dataclass
 class _Candidate:
     br: BucketReport
     transfer: Transfer
     job: UploadJob
     etag: str
+
+
+def _plan(env: str, stores: list[ObjectStore], work: list[tuple[BucketReport, Transfer]],
+          cache: ChecksumCache) -> list[_Candidate]:
+    """List every bucket once (one thread per bucket, started first) while the folders are scanned and the
+    cache is read, then sort the files: ``new`` and ``size differs`` go to ``planned``; same key and size with a
+    remembered checksum are decided at once; the rest are returned, to be hashed."""
+    locals_: list[Future[dict[str, UploadJob]]] = [Future() for _ in stores]
+    pool = ThreadPoolExecutor(max(1, len(stores)), thread_name_prefix="provision-list")
+    try:
+        listings = [pool.submit(_remote, env, store, br, transfer, local)
+                    for store, (br, transfer), local in zip(stores, work, locals_, strict=True)]
+        scanned = []
+        for (br, _), local in zip(work, locals_, strict=True):
+            jobs, br.failed = scan(br.folder)
+            br.files = len(jobs) + len(br.failed)
+            br.bytes = sum(j.size for j in jobs)
+            local.set_result({j.key: j for j in jobs})
+            scanned.append(jobs)
+        remembered = [cache.get_many(jobs, transfer.checksum_kind)
+                      for jobs, (_, transfer) in zip(scanned, work, strict=True)]
+        remotes = [listing.result() for listing in listings]
+    except BaseException:
+        for local in locals_:
+            if not local.done():
+                local.set_exception(KeyboardInterrupt())
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    to_hash = []
+    for (br, transfer), jobs, remote, known in zip(work, scanned, remotes, remembered, strict=True):
+        for job in jobs:
+            found = remote.get(job.key)
+            if found is None:
+                br.planned.append(Planned(job, "new"))
+            elif found[0] != job.size:
+                br.planned.append(Planned(job, "size differs"))
+            else:
+                candidate = _Candidate(br, transfer, job, found[1])
+                checksum = known.get(job.path)
+                if checksum is None:
+                    to_hash.append(candidate)
+                else:
+                    _decide(candidate, checksum)
+    return to_hash
+
+
+def _remote(env: str, store: ObjectStore, br: BucketReport, transfer: Transfer,
+            local: Future[dict[str, UploadJob]]) -> dict[str, tuple[int, str]]:
+    """(size, checksum) by key of the bucket's objects that have a local file (runs in a listing thread)."""
+    remote: dict[str, tuple[int, str]] = {}
+    wanted: dict[str, UploadJob] | None = None
+    try:
+        for obj in store.list():
+            if wanted is None:
+                wanted = local.result()  # the folder is scanned while the first page is on its way
+            if obj.key in wanted:
+                remote[obj.key] = (obj.size, obj.etag)
+    except CloudRefused:
+        raise
+    except transfer.cloud_errors as exc:  # a store that does not translate its SDK's errors
+        raise CloudRefused(f"could not list bucket {br.bucket!r}: {_one_line(exc)}",
+                           "check that it exists and that the credential may list it "
+                           f"(provision verify --env {env})") from None
+    return remote
 
 
 def _decide(c: _Candidate, local: str) -> None:
@@ -457,16 +548,9 @@ def _decide(c: _Candidate, local: str) -> None:
         c.br.planned.append(Planned(c.job, "checksum differs"))
 
 
-def _check(candidates: list[_Candidate], cache: ChecksumCache, concurrency: int, progress: Progress) -> None:
-    """Compare the same-size candidates' local checksums (remembered, else hashed in parallel) with the listing's:
+def _check(to_hash: list[_Candidate], cache: ChecksumCache, concurrency: int, progress: Progress) -> None:
+    """Hash the same-size candidates that have no remembered checksum (in parallel) and compare with the listing's:
     skip matches, plan the rest (``checksum differs``)."""
-    to_hash = []
-    for c in candidates:
-        remembered = cache.get(c.job, c.transfer.checksum_kind)
-        if remembered is None:
-            to_hash.append(c)
-        else:
-            _decide(c, remembered)
     progress.phase("checking", sum(c.job.size for c in to_hash), len(to_hash))
     lock = threading.Lock()
 
@@ -527,8 +611,9 @@ def _upload(report: MigrateReport, work: list[tuple[BucketReport, Transfer]], ca
 
 
 def _jobs(br: BucketReport, cache: ChecksumCache) -> Iterator[UploadJob]:
-    """The planned jobs, flushing the cache every 500 submissions (this runs in the main thread)."""
-    for n, planned in enumerate(br.planned, 1):
+    """The planned jobs, largest first (the large ones, uploaded in parts, start at once and the tail is made of
+    small files), flushing the cache every 500 submissions (this runs in the main thread)."""
+    for n, planned in enumerate(sorted(br.planned, key=lambda p: -p.job.size), 1):
         if n % 500 == 0:
             cache.flush()
         yield planned.job

@@ -1,7 +1,8 @@
 """Bucket-level data work through the provider seam: list, ranged read, upload.
 
 Commands that move or read data (``manifest``, ``migrate``, ``links``) use an `ObjectStore` obtained from the
-provider (`open_store`), never an SDK client directly, so each works for every provider that implements one.
+provider (`open_store`, `open_stores`), never an SDK client directly, so each works for every provider that
+implements one.
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from provision.errors import BadInput
 from provision.state import State
+
+if TYPE_CHECKING:
+    from provision.transfer import Transfer
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,10 @@ class ObjectInfo:
 
 class ObjectStore(Protocol):
     """One bucket (Azure: container) seen through one credential.
+
+    Every method raises `provision.errors.CloudRefused` (one line naming the operation, the bucket and the cloud's
+    error code) when the cloud refuses the request or cannot be reached after the SDK's own retries; callers never
+    see an SDK exception type.
 
     Attributes:
         bucket: the bucket name.
@@ -65,26 +73,52 @@ class ObjectStore(Protocol):
         """Upload a local file, in parts when it is large (the SDK's transfer manager decides)."""
         ...
 
+    def transfer(self, concurrency: int) -> Transfer:
+        """A `provision.transfer.Transfer` (bulk parallel uploads into this bucket, and the checksum its listing
+        shows for an uploaded file), for ``provision migrate``; ``concurrency`` is the number of parallel requests
+        wanted (≥ 1). Optional: a store without it cannot be migrated into (`provision.transfer.transfer_for`)."""
+        ...
 
-def open_store(state: State, bucket: str, write: bool = False) -> ObjectStore:
-    """An `ObjectStore` for ``bucket`` of the stored grant.
+
+def _check_buckets(state: State, buckets: list[str]) -> None:
+    if state.grant is None:
+        raise BadInput(f"nothing provisioned in environment {state.env!r}",
+                       f"run `provision s3|azure|gcs --env {state.env} ...` first")
+    for bucket in buckets:
+        if bucket not in state.grant.buckets:
+            raise BadInput(f"bucket {bucket!r} is not in the grant of environment {state.env!r}",
+                           f"use one of: {', '.join(state.grant.buckets)}")
+
+
+def open_stores(state: State, buckets: list[str], write: bool = False) -> list[ObjectStore]:
+    """One `ObjectStore` per bucket of the stored grant, all from one provider object, so they share its SDK
+    session and (for the same credential) its client and connection pool.
 
     Args:
         state: the environment's state (its Grant and inputs).
-        bucket: one of the grant's buckets.
+        buckets: some of the grant's buckets (containers on Azure); every name is checked before anything else.
         write: True when the caller will write: the grant's own credential is used only when it is ``full``;
             otherwise the admin credential (the read-only key is never given write access).
 
+    Returns:
+        The stores, in the order of ``buckets``.
+
     Raises:
-        BadInput: no grant, or ``bucket`` is not one of its buckets.
+        BadInput: no grant, or a name that is not one of its buckets; a stored profile that no longer validates.
     """
     from provision.profiles import Profile
     from provision.providers.base import load_provider
 
-    if state.grant is None:
-        raise BadInput(f"nothing provisioned in environment {state.env!r}", "run `provision s3` first")
-    if bucket not in state.grant.buckets:
-        raise BadInput(f"bucket {bucket!r} is not part of environment {state.env!r}'s grant",
-                       f"use one of: {', '.join(state.grant.buckets)}")
+    _check_buckets(state, buckets)
     provider = load_provider(Profile.model_validate(state.inputs))
-    return provider.objects(state, bucket, write)
+    return [provider.objects(state, bucket, write) for bucket in buckets]
+
+
+def open_store(state: State, bucket: str, write: bool = False) -> ObjectStore:
+    """An `ObjectStore` for ``bucket`` of the stored grant (see `open_stores`, which shares one SDK client across
+    several buckets).
+
+    Raises:
+        BadInput: no grant, or ``bucket`` is not one of its buckets.
+    """
+    return open_stores(state, [bucket], write)[0]

@@ -56,7 +56,7 @@ def test_links_exact_contents(cli: Cli, buckets: list[str], workdir: Path) -> No
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--bucket", "not-ours"], "error: bucket 'not-ours' is not part of environment 'sandbox'"),
+    (["--bucket", "not-ours"], "error: bucket 'not-ours' is not in the grant of environment 'sandbox'"),
     (["--ext", ".jpg,,.png"], "error: --ext '.jpg,,.png' holds an empty or invalid extension"),
     (["--out", "/nonexistent/dir/links.txt"], "error: --out /nonexistent/dir/links.txt: directory /nonexistent/dir"),
 ])
