@@ -539,6 +539,44 @@ def test_a_policy_changed_under_us_is_read_again_and_merged(cli: Cli, google: Fa
     assert bindings_of(google, name) == {READER: [member], VIEWER: sorted(["user:bob@example.com", member])}
 
 
+def test_switching_to_hmac_retires_the_key_and_its_file(cli: Cli, google: FakeGoogle, prefix: str,
+                                                         workdir: Path) -> None:
+    assert gcs(cli, "--prefix", prefix).exit_code == 0
+    path = workdir / ".provision" / "keys" / "gcp.json"
+    old = json.loads(path.read_text())["private_key_id"]
+    google.reset()
+    result = gcs(cli, "--prefix", prefix, "--hmac", "--no-verify")
+    assert result.exit_code == 0, result.output
+    steps = [(r["api"], r["method"]) for r in google.mutating()]
+    assert steps == [("storage", "POST"), ("iam", "DeleteServiceAccountKey")]  # the new credential first
+    assert google.mutating("iam")[0]["path"].endswith(f"/keys/{old}")
+    assert google.user_keys(sa_email(f"provision-{prefix}-ro")) == [] and not path.exists()
+    assert {r["kind"] for r in read_state("gcp")["resources"]} == {"bucket", "service_account", "bucket_binding",
+                                                                   "hmac_key"}
+
+
+def test_status_finds_a_deleted_key(cli: Cli, google: FakeGoogle, prefix: str) -> None:
+    assert gcs(cli, "--prefix", prefix).exit_code == 0
+    clean = json.loads(run(cli, "status", "--env", "gcp", "--json").stdout)
+    assert clean["in_sync"] is True
+    email = sa_email(f"provision-{prefix}-ro")
+    (key_id,) = google.user_keys(email)
+    del google.keys[key_id]  # someone deleted the key in the console
+    google.reset()
+    rows = json.loads(run(cli, "status", "--env", "gcp", "--json").stdout)["rows"]
+    assert google.mutating() == []
+    assert [(r["resource"], r["name"], r["problem"].split(":")[0]) for r in rows] == [
+        ("sa_key", email, "credential missing or unusable")]
+
+
+def test_no_google_credentials_is_a_refusal(cli: Cli, workdir: Path) -> None:
+    result = cli("gcs", "--env", "gcp", "--project", PROJECT, "--prefix", "demo")
+    assert result.exit_code == 3, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no Google credentials found" in lines[0] and "--env sandbox" in lines[0]
+    assert not state_file(workdir, "gcp").exists()
+
+
 def bindings_of(google: FakeGoogle, bucket: str) -> dict[str, list[str]]:
     return {b["role"]: sorted(b["members"]) for b in google.bucket_policy(bucket)["bindings"]}
 
