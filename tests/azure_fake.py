@@ -11,6 +11,8 @@ routes `provision azure` calls, and recording every request (method, path, query
 - Linked to Azurite (optional): an account named like the Azurite account gets Azurite's keys from ``listKeys`` and
   Azurite's URL as ``primaryEndpoints.blob``, and a container PUT/DELETE also creates/deletes it in Azurite, so a
   management-mode run issues a SAS that Azurite really checks.
+- Accounts not linked to Azurite get the fake itself as their (path-style) blob endpoint, where it answers List
+  Blobs only (an empty listing for a container it knows), so ``destroy`` can check that a container is empty.
 - Faults: `fail` answers the k-th mutating request from now (and the ``count - 1`` after it) with an error.
 """
 
@@ -149,8 +151,11 @@ class FakeArm:
                     self._fail_count -= 1
                     if self._fail_count <= 0:
                         self._fail_at = None
+        segments = low.strip("/").split("/")
         if low == "/msi/token":
             status, reply = self._token(h, parts.query)
+        elif len(segments) == 2 and segments[0] in self.accounts and method == "GET":
+            status, reply = self._list_blobs(segments[0], segments[1])
         elif h.headers.get("Authorization") != f"Bearer {TOKEN}":
             status, reply = 401, _error("InvalidAuthenticationToken", "no or wrong bearer token")
         elif inject:
@@ -162,14 +167,23 @@ class FakeArm:
             except Exception as exc:  # noqa: BLE001 - a bug in the fake must show as a 500, not a hang
                 status, reply = 500, _error("FakeError", f"{type(exc).__name__}: {exc}")
         entry["status"] = status
-        data = b"" if reply is None else json.dumps(reply).encode()
+        data = b"" if reply is None else reply if isinstance(reply, bytes) else json.dumps(reply).encode()
         h.send_response(status)
-        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Type", "application/xml" if isinstance(reply, bytes) else "application/json")
         h.send_header("Content-Length", str(len(data)))
         h.send_header("x-ms-request-id", secrets.token_hex(8))
         h.end_headers()
         if method != "HEAD":
             h.wfile.write(data)
+
+    def _list_blobs(self, account: str, container: str) -> tuple[int, bytes]:
+        """List Blobs on the stub data plane: every container the fake knows is empty."""
+        if (account, container) not in self.containers:
+            return 404, (b'<?xml version="1.0" encoding="utf-8"?><Error><Code>ContainerNotFound</Code>'
+                         b"<Message>The specified container does not exist.</Message></Error>")
+        return 200, (f'<?xml version="1.0" encoding="utf-8"?><EnumerationResults '
+                     f'ServiceEndpoint="{self.url}/{account}/" ContainerName="{container}"><Blobs /><NextMarker />'
+                     "</EnumerationResults>").encode()
 
     def _token(self, h: BaseHTTPRequestHandler, query: str) -> tuple[int, Any]:
         if h.headers.get("X-IDENTITY-HEADER") != IDENTITY_HEADER:
@@ -236,7 +250,7 @@ class FakeArm:
     # ---- storage accounts and containers ------------------------------------------------------------------------
     def _account_body(self, sub: str, group: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         props = dict(body.get("properties") or {})
-        blob = f"https://{name}.blob.core.windows.net/"
+        blob = f"{self.url}/{name}/"
         if self.azurite is not None and name == self.azurite.account.name:
             blob = self.azurite.account_url() + "/"
         props.update(provisioningState="Succeeded", primaryEndpoints={"blob": blob})

@@ -712,8 +712,9 @@ class AzureProvider:
         resource, storage = self.mgmt("resource", subscription), self.mgmt("storage", subscription)
         group = self.resource_group
         account_name = self.profile.account or ""
+        current = self._read_account(storage, group, account_name)  # a taken name is refused before any create
         self._ensure_resource_group(resource, subscription, group, state, plan, save)
-        account = self._ensure_account(storage, group, account_name, state, plan, save)
+        account = self._ensure_account(storage, group, account_name, current, state, plan, save)
         access = self._mgmt_access(storage, group, account) if account is not None else None
         for name in self.containers:
             self._ensure_container_mgmt(storage, group, account_name, name, account is not None, state, plan, save)
@@ -747,32 +748,41 @@ class AzureProvider:
         self._adopt(state, plan, save, Resource(kind="resource_group", name=group, created=False, parent=subscription),
                     f"in {current.location}")
 
-    def _ensure_account(self, client: Any, group: str, name: str, state: State, plan: Plan,
+    @staticmethod
+    def _read_account(client: Any, group: str, name: str) -> Any:
+        """The account in ``group``, or None when it is not there and its name is free.
+
+        Raises:
+            CloudRefused: the name is taken (by another tenant, or in another resource group).
+        """
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.mgmt.storage.models import StorageAccountCheckNameAvailabilityParameters
+
+        try:
+            return client.storage_accounts.get_properties(group, name)
+        except ResourceNotFoundError:
+            pass
+        check = client.storage_accounts.check_name_availability(
+            StorageAccountCheckNameAvailabilityParameters(name=name, type="Microsoft.Storage/storageAccounts"))
+        if not check.name_available:
+            raise CloudRefused(f"storage account name {name!r} is taken ({check.message or _value(check.reason)})",
+                               "account names are global across Azure: choose another --account, or pass "
+                               "--resource-group if the account is yours")
+        return None
+
+    def _ensure_account(self, client: Any, group: str, name: str, current: Any, state: State, plan: Plan,
                         save: Callable[[], None]) -> Any:
         """The storage account, created with `SECURE_ACCOUNT` settings when missing; an adopted one's insecure
         settings are reported, and changed only with ``--harden`` (an account `provision` created is kept
         secure)."""
-        from azure.core.exceptions import ResourceNotFoundError
         from azure.mgmt.storage.models import (
             Sku,
-            StorageAccountCheckNameAvailabilityParameters,
             StorageAccountCreateParameters,
             StorageAccountPropertiesCreateParameters,
         )
 
         location = self.profile.location or DEFAULT_LOCATION
-        try:
-            current = client.storage_accounts.get_properties(group, name)
-        except ResourceNotFoundError:
-            current = None
         if current is None:
-            check = client.storage_accounts.check_name_availability(
-                StorageAccountCheckNameAvailabilityParameters(name=name, type="Microsoft.Storage/storageAccounts"))
-            if not check.name_available:
-                mine = str(check.reason or "") == "AlreadyExists"
-                raise CloudRefused(f"storage account name {name!r} is taken ({check.message or check.reason})",
-                                   "account names are global across Azure; choose another --account"
-                                   + (", or pass its --resource-group if it is yours" if mine else ""))
             settings = {attr: value for attr, value, _ in SECURE_ACCOUNT}
             parameters = StorageAccountCreateParameters(
                 sku=Sku(name="Standard_LRS"), kind="StorageV2", location=location,
@@ -867,7 +877,7 @@ class AzureProvider:
         for stale in [r for r in state.resources if r.kind == "role_assignment" and r.parent == container
                       and r.name != name and r.created]:
             plan.write("delete", "role_assignment", stale.name, f"on {container} (access changed)",
-                       self._delete_role_assignment, client=client, scope=scope, name=stale.name)
+                       self._delete_role_assignment, client=client, scope=scope, assignment=stale.name)
             if not plan.dry_run:
                 state.forget("role_assignment", stale.name)
                 save()
@@ -896,11 +906,11 @@ class AzureProvider:
                       "another name); destroy leaves it")
 
     @staticmethod
-    def _delete_role_assignment(client: Any, scope: str, name: str) -> None:
+    def _delete_role_assignment(client: Any, scope: str, assignment: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            client.role_assignments.delete(scope, name)
+            client.role_assignments.delete(scope, assignment)
         except ResourceNotFoundError:
             pass
 
@@ -1120,7 +1130,7 @@ class AzureProvider:
                 auth_client = auth_client or self.mgmt("authorization", subscription)
                 scope = self.container_scope(subscription, group, account, r.parent or "")
                 plan.write("delete", r.kind, r.name, f"on {r.parent}", self._delete_role_assignment,
-                           client=auth_client, scope=scope, name=r.name)
+                           client=auth_client, scope=scope, assignment=r.name)
             elif r.kind == "container":
                 if props is not None:
                     plan.write("delete", r.kind, r.name, "container and its blobs" if delete_data else "container",
