@@ -145,6 +145,7 @@ class Azure(Harness):
 
 class Gcs(Harness):
     name = "gcs"
+    fault = {"count": 10, "status": 400}  # a lasting 5xx is retried for RETRY_SECONDS; a 400 fails at once
 
     def __init__(self, admin: GcsAdmin) -> None:
         self.admin = admin
@@ -174,7 +175,7 @@ class Gcs(Harness):
         self.admin.storage.bucket(name).delete()
 
 
-PROVIDERS = ["s3"]  # azure and gcs join as their providers land
+PROVIDERS = ["s3", "azure", "gcs"]
 
 
 @pytest.fixture(params=PROVIDERS)
