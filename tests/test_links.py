@@ -108,3 +108,44 @@ def test_links_are_streamed_while_listing(cli: Cli, admin: Admin, prefix: str) -
     assert count_lists(admin.info.s3.endpoint_url) == 2
     assert report.total == 1100
     assert sink.getvalue() == "".join(f"s3://{bucket}/{k}\n" for k in keys)
+
+
+def test_links_listing_refused_leaves_out_file_untouched(cli: Cli, admin: Admin, buckets: list[str],
+                                                         workdir: Path) -> None:
+    """The second bucket is gone: exit 3 with one line naming the operation, the bucket and S3's error code; the
+    existing --out file keeps its old content and no temporary file is left next to it."""
+    public, private = buckets
+    admin.s3.delete_object(Bucket=private, Key="p/9.jpg")
+    admin.s3.delete_bucket(Bucket=private)
+    out = workdir / "links.txt"
+    out.write_text("old\n")
+    result = cli("links", "--env", "sandbox", "--out", str(out))
+    assert result.exit_code == 3, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: S3 ListObjectsV2 on bucket '{private}' failed: NoSuchBucket"), lines
+    assert out.read_text() == "old\n"
+    assert sorted(p.name for p in workdir.iterdir() if p.name.startswith(".links")) == []
+
+    result = cli("links", "--env", "sandbox", "--bucket", public, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith(f"s3://{public}/a/1.jpg\n")
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_open_streams_and_never_leaves_a_partial_file(tmp_path: Path) -> None:
+    from provision.files import atomic_open, atomic_write
+
+    target = tmp_path / "f.txt"
+    atomic_write(target, b"one\n")
+    assert target.read_bytes() == b"one\n" and target.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(RuntimeError):
+        with atomic_open(target, text=True) as fh:
+            fh.write("half")
+            assert list(tmp_path.glob(".f.txt.*.tmp"))  # the content goes to a temporary file...
+            raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"one\n" and not list(tmp_path.glob(".f.txt.*"))  # ...removed on failure
+    with atomic_open(target, 0o644, text=True) as fh:
+        fh.write("ü line\n")
+    assert target.read_bytes() == "ü line\n".encode() and target.stat().st_mode & 0o777 == 0o644
+    assert not list(tmp_path.glob(".f.txt.*"))

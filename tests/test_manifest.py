@@ -189,3 +189,41 @@ def test_cli_upload_uses_admin_credential_and_checksum(cli: Cli, admin: Admin, b
     assert (workdir / "manifest.jsonl").read_text() == '{"version":"1.1"}\n{"type":"images"}\n'
     with pytest.raises(ClientError):  # an empty manifest is not uploaded
         admin.s3.head_object(Bucket=bucket, Key="photos/broken/manifest.jsonl")
+
+
+def test_refusals_are_cloud_refused_with_operation_bucket_and_code(cli: Cli, admin: Admin, bucket: str) -> None:
+    """A missing object is one image's problem (the run goes on); a write with the read-only key and a listing of a
+    bucket that is gone are `CloudRefused`: one line naming the operation, the bucket and S3's code (exit 3)."""
+    from provision.errors import CloudRefused
+    from provision.manifest import Manifest, upload_manifest
+    from provision.providers.aws import S3Objects
+
+    store = open_store(StateStore("sandbox").load(), bucket)  # the read-only key
+    result = probe(store, ObjectInfo("photos/gone.jpg", 50_000))
+    assert result.error is not None and result.error.startswith(
+        f"read failed: S3 GetObject on bucket '{bucket}', key 'photos/gone.jpg' failed: NoSuchKey"), result.error
+
+    with pytest.raises(CloudRefused) as refused:
+        upload_manifest(store, Manifest(prefix="photos/"))
+    assert str(refused.value).startswith(
+        f"S3 PutObject on bucket '{bucket}', key 'photos/manifest.jsonl' failed: AccessDenied")
+    assert "\n" not in str(refused.value)
+
+    import boto3
+    from botocore.config import Config
+
+    unreachable = S3Objects(boto3.client("s3", endpoint_url="http://127.0.0.1:9", region_name="us-east-1",
+                                         aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key="x" * 40,
+                                         config=Config(retries={"max_attempts": 1}, connect_timeout=2)), bucket)
+    with pytest.raises(CloudRefused) as refused:
+        list(unreachable.list())
+    assert str(refused.value).startswith(f"S3 ListObjectsV2 on bucket '{bucket}' failed: EndpointConnectionError")
+
+    for key in [o["Key"] for o in admin.s3.list_objects_v2(Bucket=bucket)["Contents"]]:
+        admin.s3.delete_object(Bucket=bucket, Key=key)
+    admin.s3.delete_bucket(Bucket=bucket)
+    result = cli("manifest", "--env", "sandbox", "--out", "m.jsonl")
+    assert result.exit_code == 3, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: S3 ListObjectsV2 on bucket '{bucket}' failed: NoSuchBucket"), lines

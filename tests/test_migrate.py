@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -336,3 +337,122 @@ def test_refuses_bad_folders_with_one_line(cli: Cli, admin: Admin, prefix: str, 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {expected}"), lines
     assert admin.log() == []  # refused before any request
+
+
+# ---- shared client, cache path, upload order, errors ------------------------------------------------------------
+def test_cache_path_is_the_default_cache(admin: Admin, setup: Any, workdir: Path) -> None:
+    """`migrate.cache_path(env)` names the file `migrate()` uses when no cache is given (the one `destroy` must
+    remove); a dry run reads it but never creates it."""
+    from provision.errors import BadInput
+    from provision.migrate import cache_path, migrate
+
+    data_path, tree, _ = setup
+    path = cache_path("sandbox")
+    assert path == workdir / ".provision" / "sandbox.migrate-cache.sqlite"
+    with pytest.raises(BadInput):
+        cache_path("../etc")
+    state = StateStore("sandbox").load()
+    report = migrate(state, data_path, dry_run=True)
+    assert report.total("to_upload") == len(tree) and not path.exists()
+    report = migrate(state, data_path)
+    assert report.total("uploaded") == len(tree)
+    assert path.exists() and path.stat().st_mode & 0o777 == 0o600
+    rows = sqlite3.connect(path).execute("SELECT count(*) FROM checksums").fetchone()[0]
+    assert rows == len(tree)  # every upload's ETag remembered
+    report = migrate(state, data_path)
+    assert (report.total("uploaded"), report.total("skipped")) == (0, len(tree))
+
+
+def test_buckets_share_one_client_that_parses_no_timestamps(admin: Admin, setup: Any) -> None:
+    """`open_stores` builds one provider and the stores share its S3 client; that data client keeps S3's
+    timestamps as text, while clients the provider makes afterwards still parse them (the swap is undone)."""
+    from provision.objects import open_stores
+    from provision.profiles import Profile
+    from provision.providers.base import load_provider
+
+    _, _, buckets = setup
+    state = StateStore("sandbox").load()
+    stores = open_stores(state, buckets, write=True)
+    assert [s.bucket for s in stores] == buckets
+    assert stores[0].client is stores[1].client
+    stores[0].put_bytes("t.txt", b"x")
+    item = stores[0].client.list_objects_v2(Bucket=buckets[0])["Contents"][0]
+    assert isinstance(item["LastModified"], str) and item["LastModified"].startswith("20")
+    assert [o.key for o in stores[0].list()] == ["t.txt"]
+
+    provider = load_provider(Profile.model_validate(state.inputs))
+    provider.objects(state, buckets[0], True)
+    later = provider.client("s3").list_objects_v2(Bucket=buckets[0])["Contents"][0]
+    assert not isinstance(later["LastModified"], str)  # a datetime: other clients are untouched
+
+
+def test_large_files_go_first_and_small_puts_skip_expect_continue(cli: Cli, admin: Admin, setup: Any) -> None:
+    """With one request at a time, the multipart uploads of the two large files come before every small PutObject,
+    and the small PutObjects are sent without ``Expect: 100-continue`` (seen in the SDK's own before-send event)."""
+    from provision.transfer import S3Transfer, UploadJob
+
+    data_path, tree, buckets = setup
+    admin.reset_log()
+    code, doc, err = migrate_json(cli, data_path, "--concurrency", "1")
+    assert code == 0, err
+    puts = [e for e in admin.mutating() if e["method"] in ("PUT", "POST")]
+    large = {f"/{buckets[0]}/videos/big clip.mp4", f"/{buckets[1]}/threshold exactly 8MiB.bin"}
+    paths = [unquote(e["path"]) for e in puts]
+    for bucket in buckets:  # bucket after bucket; in each, the large file's requests come first
+        mine = [p for p in paths if p.startswith(f"/{bucket}/")]
+        first_small = next(i for i, p in enumerate(mine) if p not in large)
+        assert set(mine[:first_small]) & large and not set(mine[first_small:]) & large, mine
+
+    store = open_store(StateStore("sandbox").load(), buckets[1], write=True)
+    seen: list[tuple[str, str | None]] = []
+
+    def record(request: Any, **kwargs: Any) -> None:
+        seen.append((kwargs["event_name"].rsplit(".", 1)[-1], request.headers.get("Expect")))
+
+    store.client.meta.events.register("before-send.s3", record)
+    try:
+        small = data_path / "small.bin"
+        small.write_bytes(b"s" * 1000)
+        transfer = store.transfer(2)
+        assert isinstance(transfer, S3Transfer) and transfer.concurrency == 2
+        done: list[Any] = []
+        transfer.upload([UploadJob("x/small.bin", small, 1000)], lambda n: None, lambda *a: done.append(a))
+        assert [(job.key, error) for job, error, _ in done] == [("x/small.bin", None)]
+        store.put_bytes("x/direct.txt", b"d")  # outside a transfer, the SDK's default (Expect) is back
+    finally:
+        store.client.meta.events.unregister("before-send.s3", record)
+    assert seen == [("PutObject", None), ("PutObject", b"100-continue")], seen
+
+
+def test_listing_refused_is_one_line_exit_3(cli: Cli, admin: Admin, setup: Any) -> None:
+    """A bucket that disappeared: the listing is refused before any upload; one line naming the operation, the
+    bucket and S3's error code; exit 3; nothing uploaded."""
+    data_path, tree, buckets = setup
+    admin.s3.delete_bucket(Bucket=buckets[1])
+    admin.reset_log()
+    result = cli("migrate", "--env", "sandbox", "--data-path", str(data_path))
+    assert result.exit_code == 3, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: S3 ListObjectsV2 on bucket '{buckets[1]}' failed: NoSuchBucket"), lines
+    assert admin.mutating() == []
+    assert "Traceback" not in result.output
+
+
+def test_transfer_for_uses_the_stores_own_transfer() -> None:
+    """Provider-neutral: `transfer_for` asks the store; a store without ``transfer`` is refused as bad input,
+    naming its scheme (no provider is assumed)."""
+    from provision.errors import BadInput
+    from provision.transfer import transfer_for
+
+    class Plain:
+        url_scheme = "azure"
+        bucket = "c"
+
+    class WithTransfer(Plain):
+        def transfer(self, concurrency: int) -> Any:
+            return ("own", concurrency)
+
+    assert transfer_for(WithTransfer(), 7) == ("own", 7)
+    with pytest.raises(BadInput, match=r"migrating into azure:// storage is not supported"):
+        transfer_for(Plain(), 7)
