@@ -555,6 +555,27 @@ def test_switching_to_hmac_retires_the_key_and_its_file(cli: Cli, google: FakeGo
                                                                    "hmac_key"}
 
 
+def test_keyless_binds_the_vms_existing_account(cli: Cli, google: FakeGoogle, gcs_admin: GcsAdmin,
+                                               prefix: str) -> None:
+    email = "123456789-compute@developer.gserviceaccount.com"  # Compute Engine's default account
+    missing = gcs(cli, "--prefix", prefix, "--keyless", "--service-account", email)
+    assert missing.exit_code == 3 and "does not exist" in missing.stderr
+    google.add_service_account(email)
+    result = gcs(cli, "--prefix", prefix, "--keyless", "--service-account", email)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert ("adopt", "service_account", email) in {(c["action"], c["kind"], c["name"]) for c in doc["changes"]}
+    assert doc["grant"]["auth"] == {"kind": "ambient"} and doc["verify"] == []
+    assert [r["method"] for r in google.mutating("iam")] == []
+    member = f"serviceAccount:{email}"
+    for name in (f"{prefix}-public", f"{prefix}-private"):
+        assert bindings_of(google, name) == {READER: [member], VIEWER: [member]}
+    lookups = {r["path"] for r in google.requests if r["method"] == "GetServiceAccount"}
+    assert lookups == {f"projects/-/serviceAccounts/{email}"}  # it may live in another project
+    run(cli, "destroy", "--env", "gcp", "--yes")
+    assert email in google.service_accounts and buckets_with(gcs_admin, prefix) == []
+
+
 def test_status_finds_a_deleted_key(cli: Cli, google: FakeGoogle, prefix: str) -> None:
     assert gcs(cli, "--prefix", prefix).exit_code == 0
     clean = json.loads(run(cli, "status", "--env", "gcp", "--json").stdout)

@@ -64,7 +64,9 @@ POLICY_ATTEMPTS = 5
 """Read-modify-write attempts on a bucket's IAM policy when its etag changed under us (412 / 409)."""
 _SANDBOX_PROJECT = re.compile(r"^[a-z][-a-z0-9]{0,29}$")
 _LOCATION = re.compile(r"^[A-Za-z][A-Za-z0-9+-]{1,62}$")
-_SA_EMAIL = re.compile(r"^([a-z][-a-z0-9]{4,28}[a-z0-9])@([a-z0-9.:-]+)\.gserviceaccount\.com$")
+_SA_EMAIL = re.compile(r"^([a-z0-9][-a-z0-9]{0,62})@[a-z0-9][-a-z0-9.]*\.gserviceaccount\.com$")
+"""A service-account email: ``<id>@<project>.iam.gserviceaccount.com``, or Google-managed ones such as Compute
+Engine's default ``<number>-compute@developer.gserviceaccount.com`` (only adopted, never created)."""
 _DENIED = (401, 403)
 
 
