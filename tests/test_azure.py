@@ -547,6 +547,35 @@ def test_management_creates_a_secure_account(cli: Cli, arm: FakeArm, azure_admin
     assert not any(c.name.startswith(prefix) for c in azure_admin.blob.list_containers())
 
 
+def test_management_dry_run_plans_everything_and_writes_nothing(cli: Cli, arm: FakeArm, prefix: str,
+                                                                 workdir: Path) -> None:
+    result = azure(cli, "--prefix", prefix, "--account", "dryacct", "--full", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert arm.requests and arm.mutating() == []
+    assert not any(r["path"].endswith("/listKeys") for r in arm.requests)
+    changes = [(c["action"], c["kind"], c["name"]) for c in json.loads(result.stdout)["changes"]]
+    assert changes == [("create", "resource_group", "provision-dryacct"), ("create", "storage_account", "dryacct"),
+                       ("create", "container", f"{prefix}-public"), ("create", "container", f"{prefix}-private"),
+                       ("issue", "sas", "dryacct")]
+    assert not (workdir / ".provision" / "default.json").exists()
+    assert (arm.groups, arm.accounts, arm.containers) == ({}, {}, {})
+
+
+def test_status_finds_a_deleted_container(cli: Cli, azure_admin: AzureAdmin, prefix: str) -> None:
+    assert azure(cli, "--env", "sandbox", "--prefix", prefix).exit_code == 0
+    clean = json.loads(cli("status", "--env", "sandbox", "--json").stdout)
+    assert clean["in_sync"] is True, clean
+    azure_admin.blob.delete_container(f"{prefix}-private")
+    azure_admin.reset_log()
+    result = cli("status", "--env", "sandbox", "--json")
+    assert result.exit_code == 0, result.output
+    assert azure_admin.mutating() == []
+    rows = json.loads(result.stdout)["rows"]
+    assert [(r["resource"], r["name"], r["problem"].split(":")[0]) for r in rows] == [
+        ("container", f"{prefix}-private", "missing")]
+    assert rows[0]["fix"].startswith(f"provision azure --env sandbox --prefix {prefix} --readonly")
+
+
 def test_adopted_insecure_account_is_reported_and_hardened_only_on_request(cli: Cli, arm: FakeArm,
                                                                          prefix: str) -> None:
     arm.add_account("legacy-rg", "legacyacct", allowBlobPublicAccess=True, minimumTlsVersion="TLS1_0",

@@ -388,7 +388,8 @@ class AzureProvider:
             self._parse_connection_string()
             p.connection_string = _without_key(self._connection_string or "")
         if self.data_plane:
-            where = "--env sandbox" if p.sandbox else "data-plane-only mode (--connection-string)"
+            where = "--env sandbox" if p.sandbox else ("data-plane-only mode (--connection-string or "
+                                                        "AZURE_STORAGE_CONNECTION_STRING)")
             given = [flag for flag, value in (("--resource-group", p.resource_group), ("--location", p.location),
                                               ("--subscription", p.subscription), ("--harden", p.harden),
                                               ("--keyless", p.keyless)) if value]
@@ -975,6 +976,8 @@ class AzureProvider:
             return stored
         if stored is None:
             reason = f"new account SAS, signed with {access.signing_key_name}"
+            if access.signing_key_name != "key2":
+                reason += " (revoking it means rotating that key)"
         elif plan.rotate:
             reason = "rotation (--rotate)"
             if regenerate is not None:
