@@ -757,8 +757,10 @@ def manifest_command(
     if uploaded:
         import shlex
 
-        own = state.grant.auth.kind == "key_pair" and state.grant.access.value == "full"
-        who = "the grant's key" if own else "the admin credential (the grant's key is not allowed to write)"
+        from provision.lifecycle import PROBE_AUTHS
+
+        own = state.grant.auth.kind in PROBE_AUTHS and state.grant.access.value == "full"
+        who = "the grant's credential" if own else "the admin credential (the grant's is not allowed to write)"
         say(f"uploaded {source.url_scheme}://{bucket}/{escape(uploaded)} with {who}")
         say(f"Next: provision cvat attach --env {env} --url URL --token T --manifest {shlex.quote(uploaded)}")
 

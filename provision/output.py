@@ -78,3 +78,14 @@ def grant_summary(grant: Grant, show_secrets: bool) -> None:
         say(f"  access key: {auth.access_key}\n  secret key: {secret}")
     elif auth.kind == "role":
         say(f"  IAM role + instance profile: {auth.role_name} (no keys)")
+    elif auth.kind == "sas":
+        from urllib.parse import parse_qs
+
+        token = auth.token if show_secrets else mask(auth.token)
+        permissions = (parse_qs(auth.token).get("sp") or ["?"])[0]
+        say(f"  SAS for account {auth.account_name} (sp={permissions}), expires {auth.expires_at:%Y-%m-%d %H:%M} UTC"
+            f"\n  token: {token}")
+    elif auth.kind == "key_file":
+        say(f"  key file: {auth.path} (mode 0600; never printed)")
+    elif auth.kind == "ambient":
+        say("  keyless: no secret (the platform's attached identity is granted access)")
