@@ -172,7 +172,8 @@ class Forward:
         finally:
             conn.close()
         out = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP_BY_HOP]
-        out.append(("Content-Length", str(len(data))))
+        length = resp.getheader("Content-Length") if environ["REQUEST_METHOD"] == "HEAD" else None
+        out.append(("Content-Length", length or str(len(data))))  # a HEAD answer keeps the object's size
         start_response(f"{resp.status} {resp.reason}", out)
         return [data]
 
