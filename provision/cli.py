@@ -477,7 +477,10 @@ def destroy_command(
             if state.resources:
                 store.save(state)
             else:
+                from provision.migrate import cache_path
+
                 store.path.unlink(missing_ok=True)
+                cache_path(env).unlink(missing_ok=True)  # migrate's checksums for buckets that are gone
     if json_out:
         emit_json({"env": env, "dry_run": dry_run, "changes": [c.model_dump() for c in plan.changes],
                    "left_in_place": kept})

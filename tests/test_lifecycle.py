@@ -112,3 +112,17 @@ def test_status_reports_drift_without_changing_anything(cli: Cli, admin: Admin, 
     assert "drift" in human.stderr and "missing" in human.stderr
 
 
+
+
+def test_destroy_to_zero_also_removes_the_migrate_cache(cli: Cli, admin: Admin, prefix: str, workdir: Path) -> None:
+    assert cli("s3", "--env", "sandbox", "--prefix", prefix, "--full").exit_code == 0
+    for side in ("public", "private"):
+        folder = workdir / "data" / "storage" / f"{prefix}-{side}"
+        folder.mkdir(parents=True)
+        (folder / "a.bin").write_bytes(b"abc")
+    assert cli("migrate", "--env", "sandbox", "--data-path", str(workdir / "data")).exit_code == 0
+    cache = workdir / ".provision" / "sandbox.migrate-cache.sqlite"
+    assert cache.exists()
+    assert cli("destroy", "--env", "sandbox", "--yes", "--delete-data").exit_code == 0
+    assert not cache.exists() and not (workdir / ".provision" / "sandbox.json").exists()
+    assert (workdir / "data" / "storage" / f"{prefix}-public" / "a.bin").read_bytes() == b"abc"
