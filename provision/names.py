@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from provision.errors import BadInput
@@ -334,3 +335,33 @@ def parse_duration(value: str, what: str) -> timedelta:
         raise BadInput(f"invalid {what} {value!r}: expected Nd or Nh", f"pass e.g. {what} 7d")
     amount = int(match.group(1))
     return timedelta(days=amount) if match.group(2) == "d" else timedelta(hours=amount)
+
+
+def resolve_buckets(buckets: list[str], prefix: str | None, check: Callable[[str], str],
+                    noun: str = "bucket") -> list[str]:
+    """The bucket (Azure: container) names of one grant: the names given, or Supervisely's pair for ``prefix``
+    (`supervisely_pair`), each checked with the provider's rule ``check``.
+
+    Args:
+        buckets: names given on the command line or in the profile (may be empty).
+        prefix: ``--prefix``, or None.
+        check: the provider's name rule (`check_s3_bucket`, `check_container`, `check_gcs_bucket`).
+        noun: ``bucket`` or ``container``, for messages.
+
+    Returns:
+        The names, in the order given.
+
+    Raises:
+        BadInput: both or neither of names and prefix, a name breaks the rule, or a name repeats.
+    """
+    upper = noun.upper()
+    if buckets and prefix:
+        raise BadInput(f"give {upper} names or --prefix, not both", "drop one of them")
+    if not buckets and not prefix:
+        raise BadInput(f"no {noun} given", f"pass {upper} names or --prefix P (for P-public and P-private)")
+    names = list(buckets) if buckets else supervisely_pair(prefix or "")
+    for name in names:
+        check(name)
+    if len(set(names)) != len(names):
+        raise BadInput(f"{noun} names repeat: {', '.join(names)}", f"give each {noun} once")
+    return names

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from provision.errors import BadInput, CloudRefused, PartialFailure, ProvisionError
 from provision.models import Access, Grant, KeyPair, Resource, Role
-from provision.names import check_iam_name, check_s3_bucket, supervisely_pair
+from provision.names import check_iam_name, check_s3_bucket, resolve_buckets
 from provision.policies import (
     IAM_ROLE_INLINE_LIMIT,
     IAM_USER_INLINE_LIMIT,
@@ -72,15 +72,7 @@ class AwsProvider:
             BadInput: see the class docstring.
         """
         p = self.profile
-        if p.buckets and p.prefix:
-            raise BadInput("give BUCKET names or --prefix, not both", "drop one of them")
-        if not p.buckets and not p.prefix:
-            raise BadInput("no bucket given", "pass BUCKET names or --prefix P (for P-public and P-private)")
-        buckets = list(p.buckets) if p.buckets else supervisely_pair(p.prefix or "")
-        for bucket in buckets:
-            check_s3_bucket(bucket)
-        if len(set(buckets)) != len(buckets):
-            raise BadInput(f"bucket names repeat: {', '.join(buckets)}", "give each bucket once")
+        buckets = resolve_buckets(p.buckets, p.prefix, check_s3_bucket, "bucket")
         if p.iam_role and p.user:
             raise BadInput("--iam-role and --user are mutually exclusive", "IAM-role mode has no user; drop --user")
         if p.iam_role:

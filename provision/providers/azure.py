@@ -40,7 +40,7 @@ from provision.names import (
     check_storage_account,
     parse_duration,
     parse_expiry,
-    supervisely_pair,
+    resolve_buckets,
 )
 from provision.policies import AZURE_BLOB_ROLES, SAS_RESOURCE_TYPES, SAS_SERVICES, sas_permissions
 from provision.profiles import Profile
@@ -328,15 +328,7 @@ class AzureProvider:
             BadInput: see the class docstring.
         """
         p = self.profile
-        if p.buckets and p.prefix:
-            raise BadInput("give CONTAINER names or --prefix, not both", "drop one of them")
-        if not p.buckets and not p.prefix:
-            raise BadInput("no container given", "pass CONTAINER names or --prefix P (for P-public and P-private)")
-        containers = list(p.buckets) if p.buckets else supervisely_pair(p.prefix or "")
-        for container in containers:
-            check_container(container)
-        if len(set(containers)) != len(containers):
-            raise BadInput(f"container names repeat: {', '.join(containers)}", "give each container once")
+        containers = resolve_buckets(p.buckets, p.prefix, check_container, "container")
         if p.account_key and p.keyless:
             raise BadInput("--account-key and --keyless are mutually exclusive", "a grant has exactly one credential")
         if p.account_key:

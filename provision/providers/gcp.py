@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 
 from provision.errors import BadInput, CloudRefused, PartialFailure, ProvisionError
 from provision.models import Access, Ambient, Grant, KeyFile, KeyPair, Resource
-from provision.names import check_gcs_bucket, check_project, check_service_account_id, supervisely_pair
+from provision.names import check_gcs_bucket, check_project, check_service_account_id, resolve_buckets
 from provision.policies import GCS_ROLES, gcs_bindings, merge_bindings
 from provision.profiles import Profile
 from provision.providers.base import Plan, VerifyRow
@@ -153,15 +153,7 @@ class GcsProvider:
             BadInput: see the class docstring.
         """
         p = self.profile
-        if p.buckets and p.prefix:
-            raise BadInput("give BUCKET names or --prefix, not both", "drop one of them")
-        if not p.buckets and not p.prefix:
-            raise BadInput("no bucket given", "pass BUCKET names or --prefix P (for P-public and P-private)")
-        buckets = list(p.buckets) if p.buckets else supervisely_pair(p.prefix or "")
-        for bucket in buckets:
-            check_gcs_bucket(bucket)
-        if len(set(buckets)) != len(buckets):
-            raise BadInput(f"bucket names repeat: {', '.join(buckets)}", "give each bucket once")
+        buckets = resolve_buckets(p.buckets, p.prefix, check_gcs_bucket, "bucket")
         if p.hmac and p.keyless:
             raise BadInput("--hmac and --keyless are mutually exclusive",
                            "one credential kind per grant: a JSON key file (the default), --hmac, or --keyless")
