@@ -75,12 +75,8 @@ def s3_command(
     show_secrets: bool = SHOW,
 ) -> None:
     """Buckets with secure defaults and a least-privilege IAM user + access key (or role) for exactly them."""
-    from provision.errors import BadInput
-
-    if readonly and full:
-        raise BadInput("--readonly and --full are mutually exclusive", "pass one of them")
     overrides = {"buckets": buckets, "prefix": prefix, "iam_role": iam_role, "user": user, "region": region,
-                 "endpoint_url": endpoint_url, "access": "full" if full else ("readonly" if readonly else None)}
+                 "endpoint_url": endpoint_url, "access": _access(readonly, full)}
     _provision("s3", env, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
 
 
@@ -117,15 +113,11 @@ def azure_command(
 ) -> None:
     """A storage account with secure defaults, private containers, and a SAS with a known expiry (or the account
     key, or keyless RBAC) for exactly them."""
-    from provision.errors import BadInput
-
-    if readonly and full:
-        raise BadInput("--readonly and --full are mutually exclusive", "pass one of them")
     overrides = {"buckets": containers, "prefix": prefix, "account": account, "resource_group": resource_group,
                  "location": location, "subscription": subscription, "connection_string": connection_string,
                  "sas_expiry": sas_expiry, "renew_before": renew_before, "account_key": account_key or None,
                  "keyless": True if keyless is not None else None, "principal_id": keyless,
-                 "harden": harden or None, "access": "full" if full else ("readonly" if readonly else None)}
+                 "harden": harden or None, "access": _access(readonly, full)}
     _provision("azure", env, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
 
 
@@ -153,14 +145,19 @@ def gcs_command(
 ) -> None:
     """Buckets with uniform access and public access prevention, a service account bound to exactly them, and a
     key file (or HMAC key, or nothing with --keyless)."""
-    from provision.errors import BadInput
-
-    if readonly and full:
-        raise BadInput("--readonly and --full are mutually exclusive", "pass one of them")
     overrides = {"buckets": buckets, "prefix": prefix, "project": project, "location": location,
                  "service_account": service_account, "hmac": hmac or None, "keyless": keyless or None,
-                 "harden": harden or None, "access": "full" if full else ("readonly" if readonly else None)}
+                 "harden": harden or None, "access": _access(readonly, full)}
     _provision("gcs", env, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
+
+
+def _access(readonly: bool, full: bool) -> str | None:
+    """The ``access`` override of ``--readonly`` / ``--full`` (None: neither given). Raises BadInput for both."""
+    if readonly and full:
+        from provision.errors import BadInput
+
+        raise BadInput("--readonly and --full are mutually exclusive", "pass one of them")
+    return "full" if full else ("readonly" if readonly else None)
 
 
 def _provision(provider: str, env: str, overrides: dict[str, Any], dry_run: bool, json_out: bool,
