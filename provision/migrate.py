@@ -481,9 +481,10 @@ def _plan(env: str, stores: list[ObjectStore], work: list[tuple[BucketReport, Tr
     cache is read, then sort the files: ``new`` and ``size differs`` go to ``planned``; same key and size with a
     remembered checksum are decided at once; the rest are returned, to be hashed."""
     locals_: list[Future[dict[str, UploadJob]]] = [Future() for _ in stores]
+    stop = threading.Event()  # set when the main thread gives up (Ctrl-C, an error): the listings end early
     pool = ThreadPoolExecutor(max(1, len(stores)), thread_name_prefix="provision-list")
     try:
-        listings = [pool.submit(_remote, env, store, br, transfer, local)
+        listings = [pool.submit(_remote, env, store, br, transfer, local, stop)
                     for store, (br, transfer), local in zip(stores, work, locals_, strict=True)]
         scanned = []
         for (br, _), local in zip(work, locals_, strict=True):
@@ -496,6 +497,7 @@ def _plan(env: str, stores: list[ObjectStore], work: list[tuple[BucketReport, Tr
                       for jobs, (_, transfer) in zip(scanned, work, strict=True)]
         remotes = [listing.result() for listing in listings]
     except BaseException:
+        stop.set()
         for local in locals_:
             if not local.done():
                 local.set_exception(KeyboardInterrupt())
@@ -521,14 +523,17 @@ def _plan(env: str, stores: list[ObjectStore], work: list[tuple[BucketReport, Tr
 
 
 def _remote(env: str, store: ObjectStore, br: BucketReport, transfer: Transfer,
-            local: Future[dict[str, UploadJob]]) -> dict[str, tuple[int, str]]:
-    """(size, checksum) by key of the bucket's objects that have a local file (runs in a listing thread)."""
+            local: Future[dict[str, UploadJob]], stop: threading.Event) -> dict[str, tuple[int, str]]:
+    """(size, checksum) by key of the bucket's objects that have a local file (runs in a listing thread; ends
+    early when ``stop`` is set)."""
     remote: dict[str, tuple[int, str]] = {}
     wanted: dict[str, UploadJob] | None = None
     try:
         for obj in store.list():
             if wanted is None:
                 wanted = local.result()  # the folder is scanned while the first page is on its way
+            if stop.is_set():
+                break
             if obj.key in wanted:
                 remote[obj.key] = (obj.size, obj.etag)
     except CloudRefused:
