@@ -41,6 +41,8 @@ class FakeCvat:
         self.errors: list[str] = []
         self.sessions: dict[str, str] = {}  # sessionid -> csrftoken
         self.auth_seen: list[str] = []
+        self.files: dict[str, bytes] = {}
+        self.multipart_seen = False
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,6 +63,8 @@ class FakeCvat:
                 length = int(self.headers.get("Content-Length") or 0)
                 ctype = self.headers.get("Content-Type", "")
                 raw = self.rfile.read(length)
+                if ctype.startswith("multipart/form-data"):
+                    return fake.multipart(ctype, raw)
                 if not ctype.startswith("application/json"):
                     fake.errors.append(f"{self.command} {self.path}: content type {ctype}")
                 return json.loads(raw or b"null")
@@ -131,6 +135,28 @@ class FakeCvat:
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
+    def multipart(self, ctype: str, raw: bytes) -> dict[str, Any]:
+        """A multipart/form-data body as fields (the stdlib's MIME parser); a file part becomes a BytesIO (kept in
+        ``files``), a repeated field (``manifests``) a list."""
+        import io
+        from email.parser import BytesParser
+        from email.policy import HTTP
+
+        message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode() + raw)
+        fields: dict[str, Any] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            data = part.get_payload(decode=True) or b""
+            if part.get_filename():
+                self.files[name] = data
+                fields[name] = io.BytesIO(data)
+            elif name == "manifests":
+                fields.setdefault(name, []).append(data.decode())
+            else:
+                fields[name] = data.decode()
+        self.multipart_seen = True
+        return fields
+
     def validate(self, body: Any, patch: bool) -> dict[str, Any] | None:
         """The body through cvat-sdk's model (types, enums, lengths, required fields), unknown fields refused."""
         from cvat_sdk.api_client import Configuration, models
@@ -145,7 +171,7 @@ class FakeCvat:
         except Exception as exc:  # noqa: BLE001 — reported to the test
             self.errors.append(f"{model.__name__}: {exc}")
             return None
-        return {k: (v.value if hasattr(v, "value") else v) for k, v in parsed.to_dict().items()}
+        return {k: (v.value if hasattr(v, "value") else v) for k, v in parsed.to_dict().items() if k != "key_file"}
 
     @staticmethod
     def read(s: dict[str, Any]) -> dict[str, Any]:
@@ -415,3 +441,42 @@ def test_onepanel_custom_dirs_and_outside_namespace_warning(cli: Cli, admin: Adm
     warning = " ".join(outside.stderr.split())
     assert "warning: the sync directory shared/images/ is outside namespace team-a" in warning
     assert "uploaded to CVAT by hand" in warning
+
+
+# ---- Azure and GCS grants -----------------------------------------------------------------------------------------
+def test_attach_azure_sas_and_gcs_key_file(cli: Cli, cvat: FakeCvat, workdir: Path) -> None:
+    """An Azure account SAS goes as ACCOUNT_NAME_TOKEN_PAIR; a GCS key file as a multipart upload of the file
+    itself (CVAT's KEY_FILE_PATH), updated in place on a re-run; neither secret is printed."""
+    from datetime import datetime, timezone
+
+    from provision.models import KeyFile, SasToken
+
+    sas = "se=2026-12-01T00%3A00%3A00Z&sp=rl&spr=https&sv=2026-10-06&ss=b&srt=co&sig=c2lnbmF0dXJl"
+    StateStore("az").save(State(env="az", provider="azure", grant=Grant(
+        provider="azure", storage_provider="azure", access=Access.readonly, buckets=["acme-public"],
+        endpoint="https://acmesv.blob.core.windows.net",
+        auth=SasToken(account_name="acmesv", token=sas, expires_at=datetime(2026, 12, 1, tzinfo=timezone.utc)))))
+    result = cli("cvat", "attach", "--env", "az", "--url", cvat.url, "--json", "--token", TOKEN)
+    assert result.exit_code == 0, result.output
+    stored = cvat.storages[1]
+    assert (stored["provider_type"], stored["credentials_type"]) == ("AZURE_CONTAINER", "ACCOUNT_NAME_TOKEN_PAIR")
+    assert (stored["account_name"], stored["session_token"]) == ("acmesv", sas)
+    assert sas not in result.output and "c2lnbmF0dXJl" not in result.output
+
+    key = workdir / "key.json"
+    key.write_bytes(b'{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----"}')
+    key.chmod(0o600)
+    StateStore("gs").save(State(env="gs", provider="gcs", grant=Grant(
+        provider="gcs", storage_provider="google", access=Access.readonly, buckets=["acme-data"],
+        endpoint="storage.googleapis.com", auth=KeyFile(path=str(key)))))
+    for action in ("create", "update"):
+        result = cli("cvat", "attach", "--env", "gs", "--url", cvat.url, "--json", "--token", TOKEN)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["action"] == action
+        assert cvat.multipart_seen and cvat.files["key_file"] == key.read_bytes()
+        cvat.files.clear()
+    gcs = cvat.storages[2]
+    assert (gcs["provider_type"], gcs["credentials_type"], gcs["resource"]) == (
+        "GOOGLE_CLOUD_STORAGE", "KEY_FILE_PATH", "acme-data")
+    assert list(cvat.storages) == [1, 2] and cvat.errors == []
+    assert "PRIVATE KEY" not in result.output
