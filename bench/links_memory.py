@@ -8,7 +8,8 @@ and each measurement lists through the real S3 API with the grant's read-only ke
 
 - ``write_links`` in a fresh Python process under ``tracemalloc``: peak of Python allocations (MiB) while writing
   the links file (imports and client set-up excluded: tracing starts right before the call);
-- ``provision links --prefix <n>/ --out FILE`` as a subprocess: wall seconds and peak RSS (``os.wait4``).
+- ``provision links --prefix <n>/ --out FILE`` as a subprocess: wall seconds and peak RSS (GNU ``time``'s ``%M``
+  when installed, else ``os.wait4``, which also counts this script's own memory).
 
 Bounded memory means the peaks stay flat from 1k to 100k keys (a list of 100k links would be ~10 MiB of strings
 alone, and botocore's parsed pages are freed page by page). It only prints figures; it never asserts.
@@ -28,6 +29,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+GNU_TIME = shutil.which("time")
+"""GNU time, for the CLI's peak RSS: ``os.wait4``'s ``ru_maxrss`` of a child also counts the memory it shared
+with this process before its ``exec``, so it is never below this script's own RSS."""
 BIN = Path(sys.executable).parent
 PREFIX = "linksbench"
 BUCKET = f"{PREFIX}-public"
@@ -104,14 +108,17 @@ def main() -> None:
             lines, peak, seconds = int(measured[0]), int(measured[1]), float(measured[2])
             cli_out = tmp / f"cli-{count}.txt"
             t0 = time.perf_counter()
-            proc = subprocess.Popen([str(BIN / "provision"), "links", "--env", "sandbox", "--bucket", BUCKET,
+            rss = tmp / f"rss-{count}.txt"
+            timer = [GNU_TIME, "-q", "-f", "%M", "-o", str(rss)] if GNU_TIME else []
+            proc = subprocess.Popen([*timer, str(BIN / "provision"), "links", "--env", "sandbox", "--bucket", BUCKET,
                                      "--prefix", f"n{count}/", "--out", str(cli_out)], env=env, cwd=tmp,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             _, status, usage = os.wait4(proc.pid, 0)
             cli_seconds = time.perf_counter() - t0
+            peak_rss = int(rss.read_text().split()[-1]) if GNU_TIME else usage.ru_maxrss  # KiB
             same = cli_out.read_bytes() == out.read_bytes()
             rows.append((count, made, lines, peak / 2**20, seconds, os.waitstatus_to_exitcode(status), cli_seconds,
-                         usage.ru_maxrss / 1024, out.stat().st_size / 2**20, same))
+                         peak_rss / 1024, out.stat().st_size / 2**20, same))
             print(f"done: {count} keys", flush=True)
         print()
         head = (f"{'keys':>8} {'made in s':>9} {'links':>8} {'tracemalloc peak MiB':>21} {'write_links s':>13} "
