@@ -129,6 +129,14 @@ class Azure(Harness):
     def names(self, prefix: str) -> list[str]:
         return sorted(c.name for c in self.admin.blob.list_containers(name_starts_with=prefix))
 
+    def converged(self, prefix: str) -> None:
+        from urllib.parse import parse_qs
+
+        state = read_state()
+        assert {(r["kind"], r["name"], r["created"]) for r in state["resources"]} == {
+            ("container", f"{prefix}-public", True), ("container", f"{prefix}-private", True)}
+        assert set(parse_qs(state["grant"]["auth"]["token"])["sp"][0]) == set("racwdl")
+
     def make_bucket(self, name: str, key: str, data: bytes) -> None:
         self.admin.blob.create_container(name)
         self.put(name, key, data)
