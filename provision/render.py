@@ -617,8 +617,11 @@ def cvat_cloudstorage_body(grant: Grant, bucket: str | None = None, display_name
         if field in body and len(body[field]) > limit:
             secret = field in ("secret_key", "session_token", "connection_string")
             what = f"the {field.replace('_', ' ')}" if secret else f"{field} ({body[field]!r})"
-            raise BadInput(f"{what} is {len(body[field])} characters; CVAT accepts at most {limit}",
-                           "--display-name" if field == "display_name" else "use a shorter value")
+            hint = {"display_name": "pass a shorter --display-name",
+                    "key": "give CVAT a grant with a shorter key id: GCS HMAC access ids (61 characters) do not fit, "
+                           "so use a key-file grant (`provision gcs` without --hmac) for CVAT"}.get(
+                field, "use a shorter value")
+            raise BadInput(f"{what} is {len(body[field])} characters; CVAT accepts at most {limit}", hint)
     for key in body["manifests"]:
         if not key or key.startswith("/") or any(c in key for c in "\r\n\0"):
             raise BadInput(f"invalid manifest key {key!r}", "give the object key in the bucket, e.g. "

@@ -330,7 +330,13 @@ def test_key_file_grant_bodies_and_outputs(cli: Cli, google: FakeGoogle, gcs_adm
     override = yaml.safe_load((out / "docker-compose.override.yml").read_text())
     assert {"type": "bind", "source": str(path), "target": "/gcs.json", "read_only": True} in \
         override["services"]["http-storage"]["volumes"]
-    for name in (".env", "docker-compose.override.yml", "remote_links.yml"):
+    links = yaml.safe_load((out / "remote_links.yml").read_text())["provision-gcp"]
+    assert links == {"provider": "google", "endpoint": read_state("gcp")["grant"]["endpoint"],
+                     "credentials_path": "/gcs.json", "buckets": [f"{prefix}-public", f"{prefix}-private"]}
+    run(cli, "render-env", "--env", "gcp", "--out", str(out), "--target", "cvat")
+    body = json.loads((out / "cvat-cloudstorage.json").read_text())
+    assert (body["provider_type"], body["credentials_type"]) == ("GOOGLE_CLOUD_STORAGE", "KEY_FILE_PATH")
+    for name in (".env", "docker-compose.override.yml", "remote_links.yml", "cvat-cloudstorage.json"):
         assert secret_line not in (out / name).read_text()
 
     # a re-run: no new key, no mutating request anywhere
@@ -428,6 +434,26 @@ def test_hmac_grant_and_its_destroy(cli: Cli, google: FakeGoogle, gcs_admin: Gcs
 
     refused = cli("verify", "--env", "gcp")
     assert refused.exit_code == 2 and "S3-interoperable" in refused.stderr
+
+    # rendered as Supervisely's S3-compatible provider on storage.googleapis.com, and as an S3 storage for CVAT
+    out = workdir / "sv"
+    out.mkdir()
+    run(cli, "render-env", "--env", "gcp", "--out", str(out))
+    env = (out / ".env").read_text()
+    for line in ("STORAGE_PROVIDER=minio", "STORAGE_ENDPOINT=storage.googleapis.com", "STORAGE_PORT=443",
+                 f"STORAGE_ACCESS_KEY={access_id}", f"STORAGE_SECRET_KEY={secret}"):
+        assert line + "\n" in env
+    assert "STORAGE_CREDENTIALS_PATH" not in env
+    links = yaml.safe_load((out / "remote_links.yml").read_text())["provision-gcp"]
+    assert (links["provider"], links["endpoint"], links["access_key"], links["secret_key"]) == (
+        "minio", "storage.googleapis.com", access_id, secret)
+    override = yaml.safe_load((out / "docker-compose.override.yml").read_text())
+    assert [v["target"] for v in override["services"]["http-storage"]["volumes"]] == ["/remote_links.yml"]
+    # CVAT's S3 "key" holds at most 40 characters and a GCS HMAC access id has 61: refused, pointing at a key file
+    cvat = cli("render-env", "--env", "gcp", "--out", str(out), "--target", "cvat")
+    assert cvat.exit_code == 2 and len(cvat.stderr.strip().splitlines()) == 1
+    assert "at most 40" in cvat.stderr and "key-file grant" in cvat.stderr and secret not in cvat.output
+    assert not (out / "cvat-cloudstorage.json").exists()
 
     google.reset()
     run(cli, "destroy", "--env", "gcp", "--yes")
