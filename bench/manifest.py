@@ -188,7 +188,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             order = list(results)[round_ % 3:] + list(results)[:round_ % 3]  # rotated every round
             for name in order:
-                work = tmp / f"run{round_}-{len(results[name])}-{name.split()[0]}"
+                work = tmp / f"round{round_}-method{list(results).index(name)}"
                 work.mkdir()
                 control(endpoint, "requests/reset")
                 if name == "provision manifest":
