@@ -1,0 +1,181 @@
+"""The provider harnesses of the contract suites (test_contract.py, test_data_contract.py): how to call each
+provider's command on the sandbox and how to look at its emulator (names, objects, request log, faults)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provision import sandbox
+from provision.models import Access
+from provision.policies import s3_policy
+from tests.conftest import Admin, AzureAdmin, Cli, GcsAdmin, read_state
+
+
+class Harness:
+    """How the suite drives one provider and looks at its emulator."""
+
+    name = ""
+    bucket_kind = "bucket"
+    render_target = "supervisely"
+    fault = {"count": 10, "status": 500}
+
+    def args(self, prefix: str, full: bool = False, buckets: list[str] | None = None) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def log_url(self) -> str:
+        raise NotImplementedError
+
+    def names(self, prefix: str) -> list[str]:
+        """Everything on the emulator whose name holds ``prefix`` (buckets, and users/keys where there are any)."""
+        raise NotImplementedError
+
+    def make_bucket(self, name: str, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def read(self, bucket: str, key: str) -> bytes:
+        raise NotImplementedError
+
+    def put(self, bucket: str, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def drop_bucket(self, name: str) -> None:
+        raise NotImplementedError
+
+    def converged(self, prefix: str) -> None:
+        """Provider-specific checks that a ``--full --prefix`` run reached its end state (beyond the buckets)."""
+
+    def mutating(self) -> list[dict[str, Any]]:
+        return [e for e in sandbox.request_log(self.log_url) if e["mutating"]]
+
+    def reset_log(self) -> None:
+        sandbox.control(self.log_url, "requests/reset")
+
+    def log(self) -> list[dict[str, Any]]:
+        return sandbox.request_log(self.log_url)
+
+
+class S3(Harness):
+    name = "s3"
+
+    def __init__(self, admin: Admin) -> None:
+        self.admin = admin
+
+    def args(self, prefix: str, full: bool = False, buckets: list[str] | None = None) -> list[str]:
+        return ["s3", "--env", "sandbox", *(buckets or ["--prefix", prefix]), *(["--full"] if full else [])]
+
+    @property
+    def log_url(self) -> str:
+        return self.admin.info.s3.endpoint_url
+
+    def names(self, prefix: str) -> list[str]:
+        iam, s3 = self.admin.iam, self.admin.s3
+        users = [u["UserName"] for u in iam.list_users()["Users"] if prefix in u["UserName"]]
+        return sorted([b["Name"] for b in s3.list_buckets()["Buckets"] if prefix in b["Name"]] + users
+                      + [k["AccessKeyId"] for u in users for k in iam.list_access_keys(UserName=u)["AccessKeyMetadata"]]
+                      + [r["RoleName"] for r in iam.list_roles()["Roles"] if prefix in r["RoleName"]])
+
+    def converged(self, prefix: str) -> None:
+        user = f"provision-{prefix}-full"
+        state = read_state()
+        keys = self.admin.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+        assert [k["AccessKeyId"] for k in keys] == [state["grant"]["auth"]["access_key"]]
+        policy = self.admin.iam.get_user_policy(UserName=user, PolicyName="provision-buckets")["PolicyDocument"]
+        assert policy == s3_policy([f"{prefix}-public", f"{prefix}-private"], Access.full)
+        for bucket in (f"{prefix}-public", f"{prefix}-private"):
+            pab = self.admin.s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+            assert all(pab.values())
+            assert self.admin.s3.get_bucket_encryption(Bucket=bucket)
+        assert {r["kind"] for r in state["resources"]} == {"bucket", "iam_user", "user_policy", "access_key"}
+        assert all(r["created"] for r in state["resources"])
+
+    def make_bucket(self, name: str, key: str, data: bytes) -> None:
+        self.admin.s3.create_bucket(Bucket=name)
+        self.put(name, key, data)
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self.admin.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def put(self, bucket: str, key: str, data: bytes) -> None:
+        self.admin.s3.put_object(Bucket=bucket, Key=key, Body=data)
+
+    def drop_bucket(self, name: str) -> None:
+        self.admin.s3.delete_bucket(Bucket=name)
+
+
+class Azure(Harness):
+    name = "azure"
+    bucket_kind = "container"
+    render_target = "cvat"  # Supervisely's Azure backend takes the account key, not the SAS this suite issues
+
+    def __init__(self, admin: AzureAdmin) -> None:
+        self.admin = admin
+
+    def args(self, prefix: str, full: bool = False, buckets: list[str] | None = None) -> list[str]:
+        return ["azure", "--env", "sandbox", *(buckets or ["--prefix", prefix]), *(["--full"] if full else [])]
+
+    @property
+    def log_url(self) -> str:
+        return self.admin.endpoint.blob_url
+
+    def names(self, prefix: str) -> list[str]:
+        return sorted(c.name for c in self.admin.blob.list_containers(name_starts_with=prefix))
+
+    def converged(self, prefix: str) -> None:
+        from urllib.parse import parse_qs
+
+        state = read_state()
+        assert {(r["kind"], r["name"], r["created"]) for r in state["resources"]} == {
+            ("container", f"{prefix}-public", True), ("container", f"{prefix}-private", True)}
+        assert set(parse_qs(state["grant"]["auth"]["token"])["sp"][0]) == set("racwdl")
+
+    def make_bucket(self, name: str, key: str, data: bytes) -> None:
+        self.admin.blob.create_container(name)
+        self.put(name, key, data)
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self.admin.blob.get_container_client(bucket).download_blob(key).readall()
+
+    def put(self, bucket: str, key: str, data: bytes) -> None:
+        self.admin.blob.get_container_client(bucket).upload_blob(key, data, overwrite=True)
+
+    def drop_bucket(self, name: str) -> None:
+        self.admin.blob.delete_container(name)
+
+
+class Gcs(Harness):
+    name = "gcs"
+    fault = {"count": 10, "status": 400}  # a lasting 5xx is retried for RETRY_SECONDS; a 400 fails at once
+
+    def __init__(self, admin: GcsAdmin) -> None:
+        self.admin = admin
+
+    def args(self, prefix: str, full: bool = False, buckets: list[str] | None = None) -> list[str]:
+        return ["gcs", "--env", "sandbox", "--keyless", *(buckets or ["--prefix", prefix]),
+                *(["--full"] if full else [])]
+
+    @property
+    def log_url(self) -> str:
+        return self.admin.endpoint.endpoint_url
+
+    def names(self, prefix: str) -> list[str]:
+        return sorted(b.name for b in self.admin.storage.list_buckets() if prefix in b.name)
+
+    def make_bucket(self, name: str, key: str, data: bytes) -> None:
+        self.admin.storage.create_bucket(name)
+        self.put(name, key, data)
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self.admin.storage.bucket(bucket).blob(key).download_as_bytes()
+
+    def put(self, bucket: str, key: str, data: bytes) -> None:
+        self.admin.storage.bucket(bucket).blob(key).upload_from_string(data)
+
+    def drop_bucket(self, name: str) -> None:
+        self.admin.storage.bucket(name).delete()
+
+
+def run(cli: Cli, *args: str) -> Any:
+    result = cli(*args)
+    assert result.exit_code == 0, (args, result.output)
+    return result
