@@ -203,7 +203,7 @@ def check_folders(state: State, data_path: Path) -> list[tuple[str, Path]]:
     """
     if state.grant is None:
         raise BadInput(f"nothing provisioned in environment {state.env!r} yet",
-                       f"run `provision s3 --env {state.env} --prefix P` first")
+                       f"run `provision s3|azure|gcs --env {state.env} --prefix P` first")
     storage = data_path / "storage"
     if not data_path.is_dir():
         raise BadInput(f"--data-path {data_path} is not a directory",
@@ -220,8 +220,8 @@ def check_folders(state: State, data_path: Path) -> list[tuple[str, Path]]:
             raise BadInput(
                 f"the buckets of environment {state.env!r} ({', '.join(buckets)}) do not match the folders in "
                 f"{storage} ({there})",
-                "provision buckets named like the folders (provision s3 --prefix P), or pass this install's "
-                "--data-path")
+                "provision buckets (containers on Azure) named like the folders (provision s3|azure|gcs --prefix "
+                "P), or pass this install's --data-path")
         raise BadInput(f"missing folder(s) {', '.join(str(storage / b) for b in missing)} for bucket(s) "
                        f"{', '.join(missing)} (found: {there})",
                        "pass the DATA_PATH of the install these buckets are for")
