@@ -29,7 +29,7 @@ import json
 import mimetypes
 import posixpath
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,6 +252,16 @@ def _related_images(images: list[str], keys: set[str], folders: set[str]) -> dic
     return related
 
 
+def _kind(name: str, size: int) -> str:
+    """What a key (relative to the manifest's folder) is: ``folder`` (a zero-byte ``.../`` object), ``related
+    image`` or ``related other`` (under a ``related_images/`` folder), ``image`` (a line of its own), ``other``."""
+    if name.endswith("/") and size == 0:
+        return "folder"
+    if f"{RELATED}/" in name:
+        return "related image" if is_image(name) else "related other"
+    return "image" if is_image(name) else "other"
+
+
 def build_manifest(store: ObjectStore, prefix: str = "", *, checksum: bool = False, concurrency: int = 8,
                    on_total: Callable[[int], None] | None = None,
                    on_image: Callable[[str], None] | None = None) -> Manifest:
@@ -264,7 +274,8 @@ def build_manifest(store: ObjectStore, prefix: str = "", *, checksum: bool = Fal
         checksum: add CVAT's ``checksum`` (md5 of the decoded pixels); reads every image completely.
         concurrency: images read in parallel (threads), 1–64.
         on_total: called once with the number of images, after listing.
-        on_image: called with each image's key when it is done (from worker threads).
+        on_image: called with each image's key when it is done (from worker threads; images are read as soon as
+            their page of the listing arrives, so this may come before ``on_total``).
 
     Returns:
         The manifest (entries in key order, problems, stats).
@@ -278,25 +289,6 @@ def build_manifest(store: ObjectStore, prefix: str = "", *, checksum: bool = Fal
     prefix = folder_prefix(prefix)
     manifest = Manifest(prefix=prefix)
     stats = manifest.stats
-    listing = sorted(store.list(prefix), key=lambda o: o.key)  # the store raises CloudRefused
-    rel = {o.key: o.key[len(prefix):] for o in listing}
-    folders = {posixpath.dirname(r) for r in rel.values()}
-    folders |= {f.rsplit("/", i)[0] for f in list(folders) for i in range(1, f.count("/") + 1)}
-    images: list[ObjectInfo] = []
-    for obj in listing:
-        name = rel[obj.key]
-        if name.endswith("/") and obj.size == 0:
-            continue  # a folder object
-        if f"{RELATED}/" in name:
-            stats.related += is_image(name)
-            stats.skipped += not is_image(name)
-        elif is_image(name):
-            images.append(obj)
-        else:
-            stats.skipped += 1
-    related = _related_images([rel[o.key] for o in images], set(rel.values()), folders)
-    if on_total:
-        on_total(len(images))
 
     def work(obj: ObjectInfo) -> ProbeResult:
         result = probe(store, obj, checksum)
@@ -305,7 +297,34 @@ def build_manifest(store: ObjectStore, prefix: str = "", *, checksum: bool = Fal
         return result
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="manifest") as pool:
-        results = list(pool.map(work, images))
+        listing: list[ObjectInfo] = []
+        reads: dict[str, Future[ProbeResult]] = {}
+        try:
+            for obj in store.list(prefix):  # the store raises CloudRefused
+                listing.append(obj)
+                if _kind(obj.key[len(prefix):], obj.size) == "image":  # read while the next page is listed
+                    reads[obj.key] = pool.submit(work, obj)
+        except BaseException:
+            for read in reads.values():
+                read.cancel()
+            raise
+        listing.sort(key=lambda o: o.key)
+        rel = {o.key: o.key[len(prefix):] for o in listing}
+        folders = {posixpath.dirname(r) for r in rel.values()}
+        folders |= {f.rsplit("/", i)[0] for f in list(folders) for i in range(1, f.count("/") + 1)}
+        images: list[ObjectInfo] = []
+        for obj in listing:
+            kind = _kind(rel[obj.key], obj.size)
+            if kind == "image":
+                images.append(obj)
+            elif kind == "related image":
+                stats.related += 1
+            elif kind in ("other", "related other"):
+                stats.skipped += 1
+        related = _related_images([rel[o.key] for o in images], set(rel.values()), folders)
+        if on_total:
+            on_total(len(images))
+        results = [reads[o.key].result() for o in images]
     for obj, result in zip(images, results, strict=True):
         stats.bytes_read += result.bytes_read
         stats.bytes_total += obj.size

@@ -227,3 +227,23 @@ def test_refusals_are_cloud_refused_with_operation_bucket_and_code(cli: Cli, adm
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         f"error: S3 ListObjectsV2 on bucket '{bucket}' failed: NoSuchBucket"), lines
+
+
+def test_images_are_read_while_the_listing_goes_on(cli: Cli, admin: Admin, prefix: str) -> None:
+    """1,100 image keys are 2 pages of ListObjectsV2: the first image reads reach the server before the second
+    page is requested (reading does not wait for the whole listing); the result is still in key order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert cli("s3", f"{prefix}-many", "--env", "sandbox", "--readonly").exit_code == 0
+    bucket = f"{prefix}-many"
+    keys = [f"img/{i:05d}.jpg" for i in range(1100)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: admin.s3.put_object(Bucket=bucket, Key=k, Body=b"not a jpeg"), reversed(keys)))
+    store = open_store(StateStore("sandbox").load(), bucket)
+    admin.reset_log()
+    manifest = build_manifest(store, "img/", concurrency=4)
+    assert [p.key for p in manifest.problems] == keys  # every "image" was read (and found not to be one)
+    log = [e for e in admin.log() if e["method"] == "GET"]
+    lists = [i for i, e in enumerate(log) if "list-type=2" in e["query"]]
+    assert len(lists) == 2 and len(log) == 2 + len(keys)
+    assert any(i < lists[1] for i, e in enumerate(log) if "list-type=2" not in e["query"]), lists
