@@ -223,7 +223,8 @@ class S3Transfer:
                 slots.release()
 
         events = self.client.meta.events
-        events.register("before-sign.s3.PutObject", _no_expect)
+        no_expect = {"unique_id": "provision-no-expect", "unique_id_uses_count": True}  # counted: transfers may share
+        events.register("before-sign.s3.PutObject", _no_expect, **no_expect)  # the client (`AwsProvider.objects`)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="provision-put")
         try:
             for job in itertools.chain([first_small], jobs):
@@ -237,7 +238,7 @@ class S3Transfer:
             raise
         finally:
             pool.shutdown(wait=True)
-            events.unregister("before-sign.s3.PutObject", _no_expect)
+            events.unregister("before-sign.s3.PutObject", _no_expect, **no_expect)
         if late:
             self._multipart(late, on_bytes, on_done)
 
