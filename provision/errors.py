@@ -7,6 +7,11 @@ does more or less than it should.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 class ProvisionError(Exception):
     """Base of every error `provision` reports to the user.
@@ -68,3 +73,55 @@ class MissingExtra(BadInput):
             f"the Python package {package!r} is not installed",
             f"install it with: pip install 'provision[{extra}]'",
         )
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its class name when empty), at most ``limit`` characters."""
+    lines = str(getattr(exc, "message", None) or exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
+def refusing(service: str, operation: str, errors: Callable[[], tuple[type[BaseException], ...]]) -> Callable[[F], F]:
+    """Decorate an `provision.objects.ObjectStore` method so that the cloud SDK's errors leave it as a one-line
+    `CloudRefused` naming the service, the operation, the bucket (``self.bucket``) and the key (the first
+    argument, when it is one), instead of a traceback. Generator methods (listings) are guarded while iterated.
+
+    Args:
+        service: e.g. ``Azure Blob``, ``Cloud Storage``.
+        operation: the API operation, e.g. ``ListBlobs``.
+        errors: returns the SDK's exception types (a function, so the SDK is imported only when needed).
+
+    Returns:
+        The decorator.
+    """
+    import functools
+    import inspect
+
+    def decorate(method: F) -> F:
+        def refused(self: Any, args: tuple[Any, ...], exc: BaseException) -> CloudRefused:
+            key = args[0] if args and isinstance(args[0], str) and not operation.startswith("List") else None
+            where = f"bucket {self.bucket!r}" + (f", key {key!r}" if key else "")
+            return CloudRefused(f"{service} {operation} on {where} failed: {one_line(exc)}",
+                                "check that the bucket exists, that the credential may do this (`provision "
+                                "verify`), and that the endpoint is reachable")
+
+        if inspect.isgeneratorfunction(method):
+            @functools.wraps(method)
+            def listing(self: Any, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    yield from method(self, *args, **kwargs)
+                except errors() as exc:
+                    raise refused(self, args, exc) from None
+
+            return listing  # type: ignore[return-value]
+
+        @functools.wraps(method)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except errors() as exc:
+                raise refused(self, args, exc) from None
+
+        return call  # type: ignore[return-value]
+
+    return decorate

@@ -19,6 +19,7 @@ from azure.core.exceptions import HttpResponseError
 from PIL import Image
 
 from provision import sandbox
+from provision.errors import CloudRefused
 from provision.models import Access, SasToken
 from provision.profiles import Profile
 from provision.providers.azure import (
@@ -687,7 +688,7 @@ def test_objects_store_reads_ranges_and_reports_md5(cli: Cli, azure_admin: Azure
     assert reader.head("missing") is None
     assert reader.head("b/2.txt").etag == hashlib.md5(b"hello world").hexdigest()
     assert reader.url_scheme == "azure"
-    with pytest.raises(HttpResponseError):
+    with pytest.raises(CloudRefused, match="PutBlob"):
         reader.put_bytes("c.txt", b"x")  # the read-only SAS is the reader's credential
 
 

@@ -17,6 +17,7 @@ Rules enforced and their sources: shared/REFERENCE.md §3 (names, secure account
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mimetypes
 import os
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from provision.errors import BadInput, CloudRefused, PartialFailure, ProvisionError
+from provision.errors import BadInput, CloudRefused, PartialFailure, ProvisionError, refusing
 from provision.models import Access, Ambient, Grant, KeyPair, Resource, SasToken
 from provision.names import (
     check_container,
@@ -202,6 +203,24 @@ def _value(value: Any) -> Any:
 
 def _status(exc: Any) -> int | None:
     return getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
+
+
+def _azure_errors() -> tuple[type[BaseException], ...]:
+    """Exception types meaning "Azure refused or could not be reached" (azure-core's AzureError family)."""
+    from azure.core.exceptions import AzureError
+
+    return (AzureError,)
+
+
+@contextlib.contextmanager
+def _refused_as(doing: str) -> Iterator[None]:
+    """Turn Azure's errors (refusals, authentication, transport) inside the block into one-line `CloudRefused`."""
+    try:
+        yield
+    except _azure_errors() as exc:
+        raise CloudRefused(f"Azure refused {doing}: {_one_line(exc)}",
+                           "check the Azure credentials (az login, managed identity) and that the account "
+                           "exists") from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -572,8 +591,9 @@ class AzureProvider:
         if record is None or group is None or not group.parent:
             raise BadInput(f"environment {state.env!r} records no storage account", "run `provision azure` first")
         self._subscription = group.parent
-        storage = self.mgmt("storage", group.parent)
-        props = storage.storage_accounts.get_properties(group.name, account)
+        with _refused_as(f"reading storage account {account}"):
+            storage = self.mgmt("storage", group.parent)
+            props = storage.storage_accounts.get_properties(group.name, account)
         self._access = self._mgmt_access(storage, group.name, props)
         return self._access
 
@@ -581,7 +601,8 @@ class AzureProvider:
         name = self.profile.account or ""
 
         def keys() -> dict[str, str]:
-            listed = storage.storage_accounts.list_keys(group, name).keys_property or []
+            with _refused_as(f"listing the keys of storage account {name}"):
+                listed = storage.storage_accounts.list_keys(group, name).keys_property or []
             return {k.key_name: k.value for k in listed}
 
         endpoints = account.properties.primary_endpoints if account is not None and account.properties else None
@@ -1331,6 +1352,9 @@ def _cs_value(connection_string: str, name: str) -> str | None:
 class BlobObjects:
     """`provision.objects.ObjectStore` over one azure-storage-blob ContainerClient.
 
+    Every method raises `provision.errors.CloudRefused` (operation, container, key, Azure's message) for a
+    refused request or an unreachable endpoint, after azure-core's own retries.
+
     ``ObjectInfo.etag`` is the blob's Content-MD5 in hex (what `BlobTransfer.checksum` computes for a local file),
     or the service ETag when the blob has no Content-MD5.
     """
@@ -1349,12 +1373,15 @@ class BlobObjects:
         etag = bytes(md5).hex() if md5 else str(props.etag or "").strip('"')
         return ObjectInfo(name, int(props.size or 0), etag)
 
+    @refusing("Azure Blob", "ListBlobs", _azure_errors)
     def list(self, prefix: str = "") -> Iterator[Any]:
         """Blobs whose name starts with ``prefix``, in name order, one page (≤ 5,000) at a time."""
         for props in self.client.list_blobs(name_starts_with=prefix or None):
             yield self._info(props.name, props)
 
+    @refusing("Azure Blob", "GetBlobProperties", _azure_errors)
     def head(self, key: str) -> Any:
+        """The blob's size and checksum, or None when it does not exist."""
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
@@ -1363,7 +1390,9 @@ class BlobObjects:
             return None
         return self._info(key, props)
 
+    @refusing("Azure Blob", "GetBlob", _azure_errors)
     def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Up to ``length`` bytes from offset ``start`` (b"" past the end)."""
         if length <= 0:
             return b""
         from azure.core.exceptions import HttpResponseError
@@ -1375,17 +1404,23 @@ class BlobObjects:
                 return b""
             raise
 
+    @refusing("Azure Blob", "GetBlob", _azure_errors)
     def read(self, key: str) -> bytes:
+        """The whole blob."""
         return self.client.get_blob_client(key).download_blob().readall()
 
+    @refusing("Azure Blob", "PutBlob", _azure_errors)
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        """Create or replace ``key`` with ``data`` (Content-MD5 set)."""
         from azure.storage.blob import ContentSettings
 
         md5 = hashlib.md5(data, usedforsecurity=False).digest()
         self.client.upload_blob(key, data, overwrite=True, content_settings=ContentSettings(
             content_type=content_type or mimetypes.guess_type(key)[0], content_md5=bytearray(md5)))
 
+    @refusing("Azure Blob", "PutBlob", _azure_errors)
     def put_file(self, key: str, path: Any) -> None:
+        """Upload a local file (Content-MD5 set; blocks of the SDK's size, 4 in parallel, above its threshold)."""
         md5 = file_md5(Path(path))
         with open(path, "rb") as fh:
             self.client.upload_blob(key, fh, length=os.fstat(fh.fileno()).st_size, overwrite=True,

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from provision.errors import BadInput, CloudRefused, PartialFailure, ProvisionError
+from provision.errors import BadInput, CloudRefused, PartialFailure, ProvisionError, refusing
 from provision.models import Access, Ambient, Grant, KeyFile, KeyPair, Resource
 from provision.names import check_gcs_bucket, check_project, check_service_account_id, resolve_buckets
 from provision.policies import GCS_ROLES, gcs_bindings, merge_bindings
@@ -962,6 +962,9 @@ class GcsProvider:
 class GcsObjects:
     """`provision.objects.ObjectStore` over one google-cloud-storage client and one bucket.
 
+    Every method raises `provision.errors.CloudRefused` (operation, bucket, key, Google's message) for a refused
+    request or an unreachable endpoint, after the SDK's own retries (`RETRY_SECONDS`).
+
     ``ObjectInfo.etag`` is the hex MD5 of the object (Cloud Storage's ``md5Hash``, decoded), or "" for objects
     without one (composite objects).
 
@@ -977,6 +980,7 @@ class GcsObjects:
         self.bucket = bucket
         self._bucket = client.bucket(bucket)
 
+    @refusing("Cloud Storage", "ListObjects", _cloud_errors)
     def list(self, prefix: str = "") -> Iterator[Any]:
         """Objects under ``prefix`` in key order, fetched a page at a time."""
         from provision.objects import ObjectInfo
@@ -984,6 +988,7 @@ class GcsObjects:
         for blob in self.client.list_blobs(self.bucket, prefix=prefix or None, retry=_retry(), timeout=TIMEOUT):
             yield ObjectInfo(blob.name, int(blob.size or 0), _md5_hex(blob.md5_hash))
 
+    @refusing("Cloud Storage", "GetObject", _cloud_errors)
     def head(self, key: str) -> Any:
         """The object's size and MD5, or None when it does not exist."""
         from provision.objects import ObjectInfo
@@ -993,6 +998,7 @@ class GcsObjects:
             return None
         return ObjectInfo(key, int(blob.size or 0), _md5_hex(blob.md5_hash))
 
+    @refusing("Cloud Storage", "GetObjectMedia", _cloud_errors)
     def read_range(self, key: str, start: int, length: int) -> bytes:
         """Up to ``length`` bytes from offset ``start`` (b"" past the end)."""
         if length <= 0:
@@ -1006,15 +1012,18 @@ class GcsObjects:
             return b""
         return bytes(data[:length])
 
+    @refusing("Cloud Storage", "GetObjectMedia", _cloud_errors)
     def read(self, key: str) -> bytes:
         """The whole object."""
         return bytes(self._bucket.blob(key).download_as_bytes(retry=_retry(), timeout=TIMEOUT))
 
+    @refusing("Cloud Storage", "InsertObject", _cloud_errors)
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         """Create or replace ``key``."""
         self._bucket.blob(key).upload_from_string(data, content_type=content_type or _guess_type(key),
                                                   retry=_retry(), timeout=TIMEOUT)
 
+    @refusing("Cloud Storage", "InsertObject", _cloud_errors)
     def put_file(self, key: str, path: Any) -> None:
         """Upload a local file (the SDK switches to a resumable upload above 8 MiB)."""
         self._bucket.blob(key).upload_from_filename(str(path), content_type=_guess_type(key), retry=_retry(),
