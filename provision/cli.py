@@ -201,7 +201,7 @@ def _provision(provider: str, env: str, overrides: dict[str, Any], dry_run: bool
                     raise VerifyFailed(
                         "the credential does not match its grant: " + "; ".join(
                             f"{r.operation} on {r.target}: expected {r.expected}, got {r.actual}" for r in bad),
-                        "nothing old was revoked; inspect with `provision verify`, then re-run")
+                        "revocations still pending were not done; inspect with `provision verify`, then re-run")
             if grant is not None and grant.auth != old_auth and state.renders:
                 for path in rerender(state):
                     say(f"re-rendered {path}")
@@ -569,15 +569,13 @@ def migrate_command(
                        f"run `provision s3|azure|gcs --env {env} --prefix P` first")
     with store.lock():
         state = store.load()
-        cache = store.directory / f"{env}.migrate-cache.sqlite"  # remembered checksums of unchanged files
-        try:
+        try:  # the checksum cache is migrate's default, `migrate.cache_path(env)` (destroy removes it)
             if json_out:
-                report = migrate(state, data_path.absolute(), dry_run=dry_run, concurrency=concurrency,
-                                 cache_path=cache)
+                report = migrate(state, data_path.absolute(), dry_run=dry_run, concurrency=concurrency)
             else:
                 with RichProgress(console()) as bar:
                     report = migrate(state, data_path.absolute(), dry_run=dry_run, concurrency=concurrency,
-                                     progress=bar, cache_path=cache)
+                                     progress=bar)
         except KeyboardInterrupt:
             console().print("interrupted: re-run the same command to resume (what was uploaded is skipped)")
             raise
@@ -606,7 +604,8 @@ def links_command(
     out: Path | None = typer.Option(None, "--out", metavar="FILE", help="Write to FILE instead of stdout."),
     env: str = ENV,
 ) -> None:
-    """A Supervisely links file: one s3://bucket/key per line for the grant's objects, in key order, streamed."""
+    """A Supervisely links file: one s3://, azure:// or google://bucket/key per line for the grant's objects, in key
+    order, streamed."""
     from provision.errors import BadInput
     from provision.links import parse_extensions, write_links, write_links_file
     from provision.output import console

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -97,6 +98,9 @@ def attach(grant: Grant, url: str, *, token: str | None = None, username: str | 
         raise BadInput("CVAT credentials are missing", "pass --token T (a Personal Access Token), or --username U "
                        "and --password P")
     body = cvat_cloudstorage_body(grant, bucket, display_name, manifests)
+    if grant.auth.kind == "key_file" and not Path(grant.auth.path).is_file():
+        raise BadInput(f"the key file {grant.auth.path} is missing", "re-run `provision gcs` for this environment "
+                       "(with --rotate to issue a new key)")
     try:
         import urllib3
         from cvat_sdk import models

@@ -6,7 +6,6 @@ one piece of data work, through the provider-neutral `provision.objects.ObjectSt
 
 from __future__ import annotations
 
-from provision.errors import CloudRefused
 from provision.objects import ObjectStore
 
 
@@ -34,13 +33,9 @@ def ensure_folders(store: ObjectStore, prefixes: list[str], dry_run: bool = Fals
     for prefix in prefixes:
         if not prefix.endswith("/"):
             raise ValueError(f"folder key {prefix!r} must end with '/'")
-        try:
-            exists = store.head(prefix) is not None
-            if not exists and not dry_run:
-                store.put_bytes(prefix, b"")
-        except Exception as exc:  # the provider's own error type: the seam does not translate them (yet)
-            raise CloudRefused(f"cannot create folder {prefix} in bucket {store.bucket}: {exc}",
-                               "check the admin credential and the bucket") from None
+        exists = store.head(prefix) is not None  # stores raise a one-line CloudRefused themselves
+        if not exists and not dry_run:
+            store.put_bytes(prefix, b"")
         if not exists:
             created.append(prefix)
     return created

@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 from provision.models import Change, Grant
-from provision.render import mask
 
 _console: Any = None
 
@@ -40,6 +39,13 @@ def emit_json(document: Any) -> None:
     """Print ``document`` as the one JSON document on stdout."""
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+def mask(value: str) -> str:
+    """A secret as shown in output (`provision.render.mask`, imported only when needed)."""
+    from provision.render import mask as render_mask
+
+    return render_mask(value)
 
 
 def grant_view(grant: Grant, show_secrets: bool) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -452,8 +451,7 @@ def write(files: list[RenderedFile]) -> None:
         try:
             if f.action == "update":
                 f.backup = f.path.with_name(f"{f.path.name}.provision-backup-{stamp}")
-                shutil.copyfile(f.path, f.backup)
-                f.backup.chmod(0o600)
+                atomic_write(f.backup, f.path.read_bytes())  # 0600 from the start: it holds the old secret
             atomic_write(f.path, f.content.encode("utf-8", errors="surrogateescape"))
         except OSError as exc:
             raise BadInput(f"cannot write {f.path}: {exc.strerror}", "pass a writable --out directory") from None

@@ -34,6 +34,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
+_SIG = re.compile(r"((?:^|&)(?:sig|X-Amz-Signature|Signature)=)[^&]*")
+"""SAS and presigned-URL signatures, kept out of the request log."""
 _READ_ACTIONS = re.compile(r"^(Get|List|Head|Describe|Simulate)")
 
 
@@ -75,7 +77,8 @@ class RequestLog:
         service = self.service or (match.group(1) if match else ("moto-api" if path.startswith("/moto-api")
                                                                    else "s3"))
         mutating = is_mutating(method, service, action)
-        entry = {"method": method, "path": path, "query": environ.get("QUERY_STRING", ""), "service": service,
+        entry = {"method": method, "path": path, "query": _SIG.sub(r"\1REDACTED", environ.get("QUERY_STRING", "")),
+                 "service": service,
                  "action": action, "mutating": mutating}
         with self.lock:
             self.entries.append(entry)

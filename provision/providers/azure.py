@@ -997,6 +997,9 @@ class AzureProvider:
                 plan.write("update", "storage_account", access.name, "regenerate key2: revokes every SAS signed with "
                            "it (this environment's old SAS and any other's on this account)", regenerate, which="key2")
                 access.forget_keys()
+                if not plan.dry_run:  # the stored SAS is dead now: a crash before the new one is saved must not
+                    state.grant = None  # leave a re-run believing it still works
+                    save()
             else:
                 reason += (f"; the old SAS stays valid until {_when(stored.expires_at)}: revoking it means rotating "
                            f"{access.signing_key_name}")

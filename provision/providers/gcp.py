@@ -800,9 +800,18 @@ class GcsProvider:
 
     @staticmethod
     def _key_credentials(path: str) -> Any:
+        """Credentials from the grant's key file.
+
+        Raises:
+            BadInput: the file is missing or is not a service-account key.
+        """
         from google.oauth2 import service_account
 
-        return service_account.Credentials.from_service_account_file(path, scopes=[CLOUD_SCOPE])
+        try:
+            return service_account.Credentials.from_service_account_file(path, scopes=[CLOUD_SCOPE])
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"the key file {path} cannot be used ({type(exc).__name__}: {_one_line(exc)})",
+                           "re-run `provision gcs --rotate` for this environment to issue a new key") from None
 
     # ---- verify -----------------------------------------------------------------------------------------------
     def verify(self, state: State) -> list[VerifyRow]:
