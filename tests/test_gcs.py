@@ -287,7 +287,7 @@ def test_key_file_grant_bodies_and_outputs(cli: Cli, google: FakeGoogle, gcs_adm
         ("buckets.setIamPolicy", "deny")}
 
     # the key file: 0600 in a 0700 directory, absolute path in the grant, never printed
-    path = workdir / ".provision" / "keys" / "gcp.json"
+    path = Path(read_state("gcp")["grant"]["auth"]["path"])
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     key = json.loads(path.read_text())
     assert key["client_email"] == email and key["type"] == "service_account"
@@ -361,14 +361,21 @@ def test_rotate_replaces_the_key_file_then_deletes_the_old_key(cli: Cli, google:
     out = workdir / "sv"
     out.mkdir()
     run(cli, "render-env", "--env", "gcp", "--out", str(out))
-    path = workdir / ".provision" / "keys" / "gcp.json"
+    path = Path(read_state("gcp")["grant"]["auth"]["path"])
     old = json.loads(path.read_text())
     email = old["client_email"]
     google.reset()
     result = gcs(cli, "--prefix", prefix, "--rotate")
     assert result.exit_code == 0, result.output
-    new = json.loads(path.read_text())
-    assert new["private_key_id"] != old["private_key_id"] and stat.S_IMODE(path.stat().st_mode) == 0o600
+    new_path = Path(read_state("gcp")["grant"]["auth"]["path"])
+    new = json.loads(new_path.read_text())
+    assert new["private_key_id"] != old["private_key_id"] and stat.S_IMODE(new_path.stat().st_mode) == 0o600
+    # one file per key: the old file is gone with its key, and the re-rendered override mounts the new path, so
+    # `supervisely up -d` recreates http-storage instead of leaving it on the deleted key's inode
+    assert not path.exists() and new_path != path
+    override = yaml.safe_load((out / "docker-compose.override.yml").read_text())
+    mounts = {v["target"]: v["source"] for v in override["services"]["http-storage"]["volumes"]}
+    assert mounts["/gcs.json"] == str(new_path)
     steps = [(r["method"], r["body"]["name"].rsplit("/", 1)[-1]) for r in google.mutating("iam")]
     assert steps == [("CreateServiceAccountKey", email), ("DeleteServiceAccountKey", old["private_key_id"])]
     assert json.loads(result.stdout)["verify"]  # the new key was probed before the old one went
@@ -392,7 +399,7 @@ def test_org_policy_forbidding_keys_names_the_ways_out(cli: Cli, google: FakeGoo
     kinds = [(r["kind"], r["created"]) for r in read_state("gcp")["resources"]]
     assert kinds.count(("bucket", True)) == 2 and ("service_account", True) in kinds
     assert kinds.count(("bucket_binding", True)) == 2
-    assert not (workdir / ".provision" / "keys" / "gcp.json").exists()
+    assert not list((workdir / ".provision" / "keys").glob("gcp-*.json"))
 
     result = gcs(cli, "--prefix", prefix, "--keyless")
     assert result.exit_code == 0, result.output
@@ -509,13 +516,13 @@ def test_access_change_and_destroy_touch_only_our_member(cli: Cli, google: FakeG
     put = [b for p, b in bodies(google, "PUT", f"/b/{adopted}/iam") if member in str(b)]
     assert put[0]["etag"] == "BwYpCustom="
     assert {"role": VIEWER, "members": sorted(["user:alice@example.com", member])} in put[0]["bindings"]
-    key = json.loads((workdir / ".provision" / "keys" / "gcp.json").read_text())
+    key = json.loads(Path(read_state("gcp")["grant"]["auth"]["path"]).read_text())
 
     google.reset()
     result = gcs(cli, *args, "--full")
     assert result.exit_code == 0, result.output
     assert [r["method"] for r in google.mutating("iam")] == []  # same account, same key
-    assert json.loads((workdir / ".provision" / "keys" / "gcp.json").read_text()) == key
+    assert json.loads(Path(read_state("gcp")["grant"]["auth"]["path"]).read_text()) == key
     for name in (adopted, created):
         bindings = {b["role"]: b["members"] for b in google.bucket_policy(name)["bindings"]}
         assert member in bindings[ADMIN_ROLE] and member in bindings[READER]
@@ -527,7 +534,7 @@ def test_access_change_and_destroy_touch_only_our_member(cli: Cli, google: FakeG
     assert email in google.service_accounts and google.user_keys(email) == []
     assert bindings_of(google, adopted) == {VIEWER: ["user:alice@example.com"]}
     assert buckets_with(gcs_admin, prefix) == [adopted]
-    assert not (workdir / ".provision" / "keys" / "gcp.json").exists()
+    assert not list((workdir / ".provision" / "keys").glob("gcp-*.json"))
     kept = {(r["kind"], r["name"]) for r in read_state("gcp")["resources"]}
     assert kept == {("bucket", adopted), ("service_account", email)}  # our member was removed: its record too
 
@@ -568,7 +575,7 @@ def test_a_policy_changed_under_us_is_read_again_and_merged(cli: Cli, google: Fa
 def test_switching_to_hmac_retires_the_key_and_its_file(cli: Cli, google: FakeGoogle, prefix: str,
                                                          workdir: Path) -> None:
     assert gcs(cli, "--prefix", prefix).exit_code == 0
-    path = workdir / ".provision" / "keys" / "gcp.json"
+    path = Path(read_state("gcp")["grant"]["auth"]["path"])
     old = json.loads(path.read_text())["private_key_id"]
     google.reset()
     result = gcs(cli, "--prefix", prefix, "--hmac", "--no-verify")

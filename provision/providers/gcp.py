@@ -114,10 +114,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def key_file_path(env: str) -> Path:
-    """Where the JSON key of environment ``env`` lives: ``<state dir>/keys/<env>.json`` (absolute; 0600 in a 0700
-    directory)."""
-    return state_dir() / "keys" / f"{env}.json"
+def key_file_path(env: str, key_id: str) -> Path:
+    """Where JSON key ``key_id`` of environment ``env`` lives: ``<state dir>/keys/<env>-<key id, 12 chars>.json``
+    (absolute; 0600 in a 0700 directory). One file per key, so a rotation changes the path that
+    ``docker-compose.override.yml`` mounts and ``supervisely up -d`` recreates ``http-storage`` with the new key
+    (a bind-mounted file replaced under the same path would stay the old, deleted key inside a running container).
+    """
+    return state_dir() / "keys" / f"{env}-{key_id[:12]}.json"
 
 
 class GcsProvider:
@@ -556,27 +559,28 @@ class GcsProvider:
 
         from provision.files import atomic_write
 
-        path = key_file_path(state.env)
         current = next((r for r in reversed(state.resources) if r.kind == "sa_key" and r.parent == email), None)
+        path = key_file_path(state.env, current.name) if current is not None else None
         live: set[str] = set()
         if not new_sa and current is not None:
             listed = iam.list_service_account_keys(
                 name=self.sa_path(email), key_types=[types.ListServiceAccountKeysRequest.KeyType.USER_MANAGED],
                 retry=_iam_retry(), timeout=IAM_TIMEOUT)
             live = {k.name.rsplit("/", 1)[-1] for k in listed.keys}
-        usable = (current is not None and current.name in live and path.is_file() and state.grant is not None
-                  and state.grant.auth == KeyFile(path=str(path)))
+        usable = (current is not None and path is not None and current.name in live and path.is_file()
+                  and state.grant is not None and state.grant.auth == KeyFile(path=str(path)))
         if usable and not plan.rotate:
             assert current is not None
             plan.note("no change", "sa_key", current.name, f"of {email}, in {path}")
             self._retire(iam, storage, state, plan, save, keep=current.name)
             return KeyFile(path=str(path))
+        where = state_dir() / "keys" / f"{state.env}-<key id>.json"
         if usable:
-            detail = f"rotation: new JSON key, replacing {path} atomically"
+            detail = f"rotation: new JSON key in {where}; the old key and its file go once the new one works"
         elif current is not None:
-            detail = f"the stored key is gone or its file is missing: new JSON key in {path} (0600)"
+            detail = f"the stored key is gone or its file is missing: new JSON key in {where} (0600)"
         else:
-            detail = f"new JSON key, written to {path} (0600, never printed)"
+            detail = f"new JSON key, written to {where} (0600, never printed)"
         try:
             created = plan.write("issue", "sa_key", email, detail, iam.create_service_account_key, request={
                 "name": self.sa_path(email),
@@ -593,6 +597,7 @@ class GcsProvider:
         plan.changes[-1].name = key_id
         state.record(Resource(kind="sa_key", name=key_id, created=True, parent=email))
         save()
+        path = key_file_path(state.env, key_id)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path.parent, 0o700)
         atomic_write(path, bytes(created.private_key_data))
@@ -648,7 +653,7 @@ class GcsProvider:
     def _delete_key(self, iam: Any, storage: Any, state: State, save: Callable[[], None], resource: Resource,
                     plan: Plan | None) -> None:
         """Delete one issued key (an HMAC key is deactivated first, as Cloud Storage requires); one already gone
-        counts as deleted. Forgets it in state; removes the key file once no JSON key is left."""
+        counts as deleted. Forgets it in state and removes its key file."""
         from google.api_core.exceptions import NotFound
         from google.cloud.storage.hmac_key import HMACKeyMetadata
 
@@ -675,10 +680,8 @@ class GcsProvider:
         if plan is not None and plan.dry_run:
             return
         state.forget(resource.kind, resource.name)
-        path = key_file_path(state.env)
-        holds_file = state.grant is not None and state.grant.auth == KeyFile(path=str(path))
-        if not any(r.kind == "sa_key" for r in state.resources) or not holds_file:
-            path.unlink(missing_ok=True)
+        if resource.kind == "sa_key":
+            key_file_path(state.env, resource.name).unlink(missing_ok=True)
         save()
 
     # ---- destroy ----------------------------------------------------------------------------------------------
