@@ -203,8 +203,12 @@ def _provision(provider: str, env: str, overrides: dict[str, Any], dry_run: bool
                             f"{r.operation} on {r.target}: expected {r.expected}, got {r.actual}" for r in bad),
                         "revocations still pending were not done; inspect with `provision verify`, then re-run")
             if grant is not None and grant.auth != old_auth and state.renders:
-                for path in rerender(state):
+                written = rerender(state)
+                for path in written:
                     say(f"re-rendered {path}")
+                if any(record.target == "supervisely" for record in state.renders) and written:
+                    say("Next: supervisely up -d (recreates http-storage, whose mounted files and environment "
+                        "changed, with the new credential)")
             plan.run_deferred()
             store.save(state)
     title = "plan (dry run: nothing was changed)" if dry_run else f"provision {provider} — env {env}"
