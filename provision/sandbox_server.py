@@ -17,7 +17,8 @@ forwarded):
 - ``POST /_sandbox/faults`` with ``{"fail_mutating_at": k, "count": n, "status": s}``: answer the k-th mutating
   request from now (1-based) and the n-1 mutating requests after it (default n=1; the SDKs retry a 500, so pass n
   greater than their attempts to make an operation fail for good) with HTTP ``s`` (default 500) ``InternalError``
-  instead of passing them on; ``{}`` clears the fault.
+  instead of passing them on; with ``"after": true`` the request is passed on and carried out first, and only its
+  answer is replaced (a response lost on the way back); ``{}`` clears the fault.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class RequestLog:
         self.fail_mutating_at: int | None = None
         self.fail_count = 1
         self.fail_status = 500
+        self.fail_after = False
         self.lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -90,6 +92,9 @@ class RequestLog:
                     self.fail_count -= 1
                     if self.fail_count <= 0:
                         self.fail_mutating_at = None
+        if inject and self.fail_after:  # the request is carried out, then its answer is "lost"
+            for _ in self.app(environ, lambda *args, **kwargs: None):
+                pass
         if inject:
             entry["status"] = self.fail_status
             start_response(f"{self.fail_status} Injected", [("Content-Type", "application/xml")])
@@ -116,6 +121,7 @@ class RequestLog:
                 self.fail_mutating_at = fault.get("fail_mutating_at")
                 self.fail_count = int(fault.get("count", 1))
                 self.fail_status = int(fault.get("status", 500))
+                self.fail_after = bool(fault.get("after", False))
                 payload = {"ok": True}
             else:
                 start_response("404 Not Found", [("Content-Type", "application/json")])

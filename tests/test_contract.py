@@ -132,3 +132,18 @@ def test_second_run_on_a_locked_env_names_the_holder(cli: Cli, harness: Harness,
     assert result.exit_code == 2
     assert f"pid {os.getpid()}" in result.stderr
     assert harness.mutating() == []
+
+
+def test_a_lost_answer_to_the_first_create_is_settled(cli: Cli, harness: Harness, prefix: str) -> None:
+    """The cloud carries out the first create but its answer is lost (a 503 after the fact): the SDK retries
+    into "already exists", the run still succeeds, the bucket is tracked as created, and destroy leaves zero."""
+    sandbox.control(harness.log_url, "faults", {"fail_mutating_at": 1, "count": 1, "status": 503, "after": True})
+    try:
+        result = cli(*harness.args(prefix))
+    finally:
+        sandbox.control(harness.log_url, "faults", {})
+    assert result.exit_code == 0, result.output
+    assert (harness.bucket_kind, f"{prefix}-public", True) in {
+        (r["kind"], r["name"], r["created"]) for r in read_state()["resources"]}
+    run(cli, "destroy", "--env", "sandbox", "--yes")
+    assert harness.names(prefix) == []

@@ -721,3 +721,22 @@ def test_manifest_reads_image_sizes_from_gcs(cli: Cli, gcs_admin: GcsAdmin, pref
         ("sub/scan", ".png", 640, 480), ("turned", ".jpg", 800, 1200), ("wide", ".jpg", 1200, 800)]
     uploaded = gcs_admin.storage.bucket(bucket).blob("photos/manifest.jsonl").download_as_bytes()
     assert uploaded.decode().splitlines() == lines
+
+
+def test_a_lost_create_answer_is_retried_and_the_bucket_stays_tracked(cli: Cli, gcs_admin: GcsAdmin, prefix: str,
+                                                                      workdir: Path) -> None:
+    """The emulator creates the bucket but its answer is lost (503 after the fact): the SDK retries, gets 409, and
+    the bucket — visible to these credentials — is kept as created, so destroy still removes it."""
+    url = gcs_admin.endpoint.endpoint_url
+    sandbox.control(url, "faults", {"fail_mutating_at": 1, "count": 1, "status": 503, "after": True})
+    try:
+        result = cli("gcs", "--prefix", prefix, "--env", "sandbox", "--keyless")
+    finally:
+        sandbox.control(url, "faults", {})
+    assert result.exit_code == 0, result.output
+    inserts = [e for e in gcs_admin.log() if e["method"] == "POST" and e["path"] == "/storage/v1/b"]
+    assert [e["status"] for e in inserts][:2] == [503, 409]
+    assert ("bucket", f"{prefix}-public", True) in {(r["kind"], r["name"], r["created"])
+                                                    for r in read_state()["resources"]}
+    assert cli("destroy", "--env", "sandbox", "--yes").exit_code == 0
+    assert buckets_with(gcs_admin, prefix) == []

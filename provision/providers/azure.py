@@ -692,7 +692,7 @@ class AzureProvider:
     # ---- data-plane-only containers ---------------------------------------------------------------------------
     def _ensure_containers_data_plane(self, access: AccountAccess, state: State, plan: Plan,
                                       save: Callable[[], None]) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
         service = self.blob_service(access, self.key_credential(access))
         for name in self.containers:
@@ -700,9 +700,15 @@ class AzureProvider:
             try:
                 props = client.get_container_properties()
             except ResourceNotFoundError:
-                self._create(state, plan, save, Resource(kind="container", name=name, created=True,
-                                                         parent=access.name),
-                             "private (no anonymous access)", client.create_container)
+                resource = Resource(kind="container", name=name, created=True, parent=access.name)
+                try:
+                    self._create(state, plan, save, resource, "private (no anonymous access)",
+                                 client.create_container)
+                except ResourceExistsError:
+                    # azure-core retried a create whose answer was lost: absent a moment ago, present in our own
+                    # account now, so our first attempt made it — keep it tracked as created
+                    state.record(resource)
+                    save()
                 continue
             self._adopt(state, plan, save, Resource(kind="container", name=name, created=False, parent=access.name),
                         "private" if not props.public_access else f"public access {props.public_access}")

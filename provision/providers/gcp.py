@@ -433,8 +433,18 @@ class GcsProvider:
                                       f"in {self.location}, {secure}", storage.create_bucket, bucket_or_name=wanted,
                                       project=self.project, location=self.location, retry=_retry(), timeout=TIMEOUT)
             except Conflict:
-                raise CloudRefused(f"bucket name {name!r} is taken by another project",
-                                   "Cloud Storage bucket names are global; choose another") from None
+                # The SDK retries a create whose answer was lost: a 409 then usually means our first attempt
+                # worked. A bucket these credentials can see now (it was absent a moment ago) is ours: keep it
+                # tracked; one they cannot see belongs to someone else.
+                try:
+                    bucket = storage.lookup_bucket(name, retry=_retry(), timeout=TIMEOUT)
+                except Forbidden:
+                    bucket = None
+                if bucket is None:
+                    raise CloudRefused(f"bucket name {name!r} is taken by another project",
+                                       "Cloud Storage bucket names are global; choose another") from None
+                state.record(Resource(kind="bucket", name=name, created=True))
+                save()
             if bucket is None:  # dry run
                 return
             missing = self._insecure(bucket)
