@@ -92,6 +92,38 @@ class Transfer(Protocol):
         ...
 
 
+def run_bounded(jobs: Iterable[UploadJob], put: Callable[[UploadJob], None], concurrency: int, name: str,
+                skip: Callable[[UploadJob], bool] | None = None) -> None:
+    """Run ``put(job)`` for every job on ``concurrency`` threads, consuming ``jobs`` lazily: at most
+    ``4 × concurrency`` jobs are queued at a time, so a huge tree is never held in memory.
+
+    ``put`` must report its own outcome (it is called once per job and should not raise; whatever it raises is lost
+    to the pool). Jobs for which ``skip(job)`` is true are not submitted (the caller handles them).
+
+    Raises:
+        KeyboardInterrupt: queued jobs are cancelled and running ones finished before it propagates.
+    """
+    slots = threading.BoundedSemaphore(concurrency * 4)
+
+    def run(job: UploadJob) -> None:
+        try:
+            put(job)
+        finally:
+            slots.release()
+
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix=name)
+    try:
+        for job in jobs:
+            if skip is not None and skip(job):
+                continue
+            slots.acquire()
+            pool.submit(run, job)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
 def transfer_for(store: Any, concurrency: int) -> Transfer:
     """The `Transfer` for ``store``: the store's own ``transfer(concurrency)`` (see
     `provision.objects.ObjectStore.transfer`).
@@ -207,7 +239,6 @@ class S3Transfer:
         if first_small is None:
             return
         late: list[UploadJob] = []
-        slots = threading.BoundedSemaphore(self.concurrency * 4)  # bounded queue: jobs are consumed lazily
 
         def put(job: UploadJob) -> None:
             try:
@@ -219,25 +250,19 @@ class S3Transfer:
             else:
                 on_bytes(len(body))
                 on_done(job, None, str(got.get("ETag", "")).strip('"') or None)
-            finally:
-                slots.release()
+
+        def large(job: UploadJob) -> bool:  # a large file met late goes through the multipart manager after
+            if job.size >= PART_SIZE:
+                late.append(job)
+                return True
+            return False
 
         events = self.client.meta.events
         no_expect = {"unique_id": "provision-no-expect", "unique_id_uses_count": True}  # counted: transfers may share
         events.register("before-sign.s3.PutObject", _no_expect, **no_expect)  # the client (`AwsProvider.objects`)
-        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="provision-put")
         try:
-            for job in itertools.chain([first_small], jobs):
-                if job.size >= PART_SIZE:
-                    late.append(job)
-                    continue
-                slots.acquire()
-                pool.submit(put, job)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+            run_bounded(itertools.chain([first_small], jobs), put, self.concurrency, "provision-put", skip=large)
         finally:
-            pool.shutdown(wait=True)
             events.unregister("before-sign.s3.PutObject", _no_expect, **no_expect)
         if late:
             self._multipart(late, on_bytes, on_done)

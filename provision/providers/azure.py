@@ -22,10 +22,8 @@ import hashlib
 import mimetypes
 import os
 import re
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -1460,11 +1458,13 @@ class BlobTransfer:
         self.cloud_errors: tuple[type[BaseException], ...] = (AzureError,)
 
     def checksum(self, path: Path, size: int) -> str:
+        """The hex MD5 of ``path`` (what `BlobObjects.list` reports once `upload` set it as Content-MD5)."""
         return file_md5(path).hex()
 
     def upload(self, jobs: Iterable[Any], on_bytes: Callable[[int], None],
                on_done: Callable[[Any, BaseException | None, str | None], None]) -> None:
-        slots = threading.BoundedSemaphore(self.concurrency * 4)  # bounded queue: jobs are consumed lazily
+        """Upload every job in parallel with its Content-MD5 (see `provision.transfer.Transfer.upload`)."""
+        from provision.transfer import run_bounded
 
         def put(job: Any) -> None:
             sent = [0]
@@ -1489,15 +1489,5 @@ class BlobTransfer:
                 on_done(job, exc, None)
             else:
                 on_done(job, None, md5.hex())
-            finally:
-                slots.release()
 
-        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="provision-blob")
-        try:
-            for job in jobs:
-                slots.acquire()
-                pool.submit(put, job)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
+        run_bounded(jobs, put, self.concurrency, "provision-blob")

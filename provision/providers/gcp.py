@@ -25,11 +25,9 @@ import ipaddress
 import mimetypes
 import os
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -1092,7 +1090,7 @@ class GcsTransfer:
     def upload(self, jobs: Iterable[Any], on_bytes: Callable[[int], None],
                on_done: Callable[[Any, BaseException | None, str | None], None]) -> None:
         """Upload every job in parallel; ``on_done`` gets the object's MD5 (hex) from the upload's response."""
-        slots = threading.BoundedSemaphore(self.concurrency * 4)  # bounded queue: jobs are consumed lazily
+        from provision.transfer import run_bounded
 
         def put(job: Any) -> None:
             try:
@@ -1104,15 +1102,5 @@ class GcsTransfer:
             else:
                 on_bytes(job.size)
                 on_done(job, None, _md5_hex(blob.md5_hash) or None)
-            finally:
-                slots.release()
 
-        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="provision-gcs-put")
-        try:
-            for job in jobs:
-                slots.acquire()
-                pool.submit(put, job)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
+        run_bounded(jobs, put, self.concurrency, "provision-gcs-put")
