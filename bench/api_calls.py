@@ -25,11 +25,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import boto3
+
+from provision.sandbox import is_running
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -65,21 +66,22 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedP
 
 
 class Sandbox:
-    """The request log of a running sandbox server."""
+    """The request log of a running sandbox server (`provision.sandbox.request_log` / `control`)."""
 
     def __init__(self, endpoint_url: str) -> None:
         self.endpoint_url = endpoint_url
 
     def reset(self) -> None:
         """Empty the request log."""
-        req = urllib.request.Request(f"{self.endpoint_url}/_sandbox/requests/reset", data=b"{}", method="POST")
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            resp.read()
+        from provision.sandbox import control
+
+        control(self.endpoint_url, "requests/reset")
 
     def requests(self) -> list[dict[str, Any]]:
         """The request log since the last reset."""
-        with urllib.request.urlopen(f"{self.endpoint_url}/_sandbox/requests", timeout=10) as resp:
-            return json.loads(resp.read())
+        from provision.sandbox import request_log
+
+        return request_log(self.endpoint_url)
 
 
 def describe(entry: dict[str, Any]) -> str:
@@ -165,22 +167,12 @@ def stop_sandbox(env: dict[str, str], tmp: Path, info: dict[str, Any] | None) ->
     proc = run([PROVISION, "sandbox", "down"], env, tmp)
     if proc.returncode != 0:
         print(f"warning: `provision sandbox down` exited {proc.returncode}: {proc.stderr.strip()}", file=sys.stderr)
-    if info is not None and _alive(int(info["pid"])):
+    if info is not None and is_running(int(info["pid"])):
         print(f"warning: sandbox server pid {info['pid']} survived `sandbox down`; killing it", file=sys.stderr)
         try:
             os.kill(int(info["pid"]), signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def bench(env: dict[str, str], tmp: Path, info: dict[str, Any]) -> None:

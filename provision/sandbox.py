@@ -170,6 +170,11 @@ def _info_path() -> Path:
     return sandbox_dir() / "endpoints.json"
 
 
+def is_running(pid: int) -> bool:
+    """True while process ``pid`` exists (the sandbox server's, as recorded in endpoints.json)."""
+    return _alive(pid)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
