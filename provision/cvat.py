@@ -132,6 +132,18 @@ def attach(grant: Grant, url: str, *, token: str | None = None, username: str | 
         return CloudRefused(f"the connection to CVAT at {url} failed during {doing} ({type(exc).__name__})",
                             "re-run the same command: attach is idempotent and updates what may have been created")
 
+    @contextlib.contextmanager
+    def translated(doing: str) -> Any:
+        """cvat-sdk's errors inside the block as one-line ProvisionErrors (refused / not understood / lost)."""
+        try:
+            yield
+        except ApiException as exc:
+            raise refused(exc, doing) from None
+        except OpenApiException as exc:
+            raise unexpected(exc, doing) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise lost(exc, doing) from None
+
     try:
         client = Client(url, config=Config(), check_server_version=False)
     except Exception as exc:  # cvat-sdk raises InvalidHostException (a plain Exception) for a bad scheme
@@ -146,33 +158,28 @@ def attach(grant: Grant, url: str, *, token: str | None = None, username: str | 
                            "check --url and that CVAT is running") from None
         except (OpenApiException, ValueError) as exc:
             raise unexpected(exc, "the server version request") from None
-        try:
+        with translated("the login"):
             if token:
                 client.login(AccessTokenCredentials(token))
             else:
                 client.login((username or "", password or ""))
-        except ApiException as exc:
-            raise refused(exc, "the login") from None
-        except OpenApiException as exc:
-            raise unexpected(exc, "the login") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise lost(exc, "the login") from None
         try:
-            api = client.api_client.cloudstorages_api
-            found = [
-                s for s in get_paginated_collection(api.list_endpoint, resource=body["resource"],
-                                                    provider_type=body["provider_type"])
-                if s.resource == body["resource"]
-                and getattr(s.provider_type, "value", s.provider_type) == body["provider_type"]
-                and _endpoint_of(getattr(s, "specific_attributes", "")) == _endpoint_of(body["specific_attributes"])
-            ]
-            named = [s for s in found if s.display_name == body["display_name"]]
-            if len(found) > 1 and len(named) != 1:
-                ids = ", ".join(str(s.id) for s in found)
-                raise BadInput(f"CVAT has {len(found)} cloud storages for bucket {body['resource']} (ids {ids})",
-                               "pass --display-name of the one to update")
-            existing = (named or found or [None])[0]
             with contextlib.ExitStack() as stack:
+                stack.enter_context(translated("the cloud storage"))  # exits last: the key file closes first
+                api = client.api_client.cloudstorages_api
+                found = [
+                    s for s in get_paginated_collection(api.list_endpoint, resource=body["resource"],
+                                                        provider_type=body["provider_type"])
+                    if s.resource == body["resource"]
+                    and getattr(s.provider_type, "value", s.provider_type) == body["provider_type"]
+                    and _endpoint_of(getattr(s, "specific_attributes", "")) == _endpoint_of(body["specific_attributes"])
+                ]
+                named = [s for s in found if s.display_name == body["display_name"]]
+                if len(found) > 1 and len(named) != 1:
+                    ids = ", ".join(str(s.id) for s in found)
+                    raise BadInput(f"CVAT has {len(found)} cloud storages for bucket {body['resource']} (ids {ids})",
+                                   "pass --display-name of the one to update")
+                existing = (named or found or [None])[0]
                 send, extra = dict(body), {}
                 if grant.auth.kind == "key_file":  # CVAT takes the GCS key file as a multipart upload
                     send["key_file"] = stack.enter_context(open(grant.auth.path, "rb"))
@@ -184,12 +191,6 @@ def attach(grant: Grant, url: str, *, token: str | None = None, username: str | 
                     api.partial_update(existing.id, patched_cloud_storage_write_request=(
                         models.PatchedCloudStorageWriteRequest(**send)), **extra)
                     result_id, action = existing.id, "update"
-        except ApiException as exc:
-            raise refused(exc, "the cloud storage") from None
-        except OpenApiException as exc:
-            raise unexpected(exc, "the cloud storage request") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise lost(exc, "the cloud storage request") from None
         finally:
             if username and not token:
                 try:
