@@ -728,6 +728,7 @@ def test_a_lost_create_answer_is_retried_and_the_bucket_stays_tracked(cli: Cli, 
     """The emulator creates the bucket but its answer is lost (503 after the fact): the SDK retries, gets 409, and
     the bucket — visible to these credentials — is kept as created, so destroy still removes it."""
     url = gcs_admin.endpoint.endpoint_url
+    gcs_admin.reset_log()
     sandbox.control(url, "faults", {"fail_mutating_at": 1, "count": 1, "status": 503, "after": True})
     try:
         result = cli("gcs", "--prefix", prefix, "--env", "sandbox", "--keyless")
