@@ -113,42 +113,82 @@ class Provider(Protocol):
 
     name: str
 
-    def apply(self, state: State, plan: Plan, save: Callable[[], None]) -> Grant | None: ...
+    def apply(self, state: State, plan: Plan, save: Callable[[], None]) -> Grant | None:
+        """Ensure the buckets and the credential of the profile.
 
-    def verify(self, state: State) -> list[VerifyRow]: ...
+        Args:
+            state: the environment's state; created/adopted resources are recorded in it as they come to exist.
+            plan: every mutating call goes through ``plan.write`` (dry-run is decided there); revocations of an
+                old secret go through ``plan.defer``.
+            save: persists ``state`` (a no-op in dry-run); called as soon as a resource exists.
 
-    def destroy(self, state: State, plan: Plan, save: Callable[[], None], delete_data: bool) -> list[str]: ...
+        Returns:
+            The Grant, or None in dry-run when a new credential would be issued.
+
+        Raises:
+            BadInput: invalid inputs (before any cloud call). CloudRefused: the cloud refused a call.
+            PartialFailure: a call failed after resources were created (state records them).
+        """
+        ...
+
+    def verify(self, state: State) -> list[VerifyRow]:
+        """Probe the stored Grant's credential with real requests; one row per probe (see `VerifyRow`).
+
+        Raises:
+            BadInput: the grant has no credential that can be probed from here. CloudRefused: the admin
+                credential could not set the probes up.
+        """
+        ...
+
+    def destroy(self, state: State, plan: Plan, save: Callable[[], None], delete_data: bool) -> list[str]:
+        """Delete, newest first, what state marks as created (never an adopted resource), forgetting each in
+        state as it goes.
+
+        Args:
+            state, plan, save: as in `apply`.
+            delete_data: also delete the objects of buckets `provision` created (otherwise a non-empty one is
+                refused before anything is deleted).
+
+        Returns:
+            The names of adopted resources left in place.
+
+        Raises:
+            BadInput: a created bucket is not empty and ``delete_data`` is False. PartialFailure: the cloud
+                refused a deletion (state keeps what still exists).
+        """
+        ...
 
     def objects(self, state: State, bucket: str, write: bool) -> Any:
         """An `provision.objects.ObjectStore` for ``bucket`` (see `provision.objects.open_store`)."""
         ...
 
 
+PROVIDERS = {
+    "s3": ("provision.providers.aws", "AwsProvider", "boto3", "all"),
+    "azure": ("provision.providers.azure", "AzureProvider", "azure-storage-blob", "azure"),
+    "gcs": ("provision.providers.gcp", "GcsProvider", "google-cloud-storage", "gcs"),
+}
+"""Provider name -> (module, class, the SDK package it needs, the pip extra that installs it)."""
+
+
 def load_provider(profile: Profile) -> Provider:
-    """The provider for ``profile.provider``, imported lazily (cloud SDKs cost 200–400 ms to import)."""
-    if profile.provider == "s3":
-        from provision.providers.aws import AwsProvider
+    """The provider for ``profile.provider``, imported lazily (cloud SDKs cost 200–400 ms to import).
 
-        return AwsProvider(profile)
-    if profile.provider == "azure":
-        try:
-            from provision.providers.azure import AzureProvider
-        except ImportError as exc:
-            if (exc.name or "").startswith("provision"):
-                raise
-            from provision.errors import MissingExtra
+    Raises:
+        BadInput: unknown provider. MissingExtra: its SDK is not installed (names the pip extra).
+    """
+    import importlib
 
-            raise MissingExtra(exc.name or "azure-storage-blob", "azure") from None
-        return AzureProvider(profile)
-    if profile.provider == "gcs":
-        try:
-            from provision.providers.gcp import GcsProvider
-        except ImportError as exc:
-            if (exc.name or "").startswith("provision"):
-                raise
-            from provision.errors import MissingExtra
+    if profile.provider not in PROVIDERS:
+        raise BadInput(f"unknown provider {profile.provider!r}", "use `provision s3`, `provision azure` or "
+                       "`provision gcs`")
+    module, cls, package, extra = PROVIDERS[profile.provider]
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError as exc:
+        if (exc.name or "").startswith("provision"):
+            raise
+        from provision.errors import MissingExtra
 
-            raise MissingExtra(exc.name or "google-cloud-storage", "gcs") from None
-        return GcsProvider(profile)
-    raise BadInput(f"unknown provider {profile.provider!r}", "use `provision s3`, `provision azure` or "
-                   "`provision gcs`")
+        raise MissingExtra(exc.name or package, extra) from None
+    return getattr(loaded, cls)(profile)  # type: ignore[no-any-return]
