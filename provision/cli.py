@@ -490,7 +490,8 @@ def destroy_command(
     if kept:
         say("left in place (adopted, never deleted): " + ", ".join(kept))
     if rendered and not dry_run:
-        say("the files rendered into " + ", ".join(rendered) + " still name the deleted credential")
+        say("the files rendered into " + ", ".join(rendered) + " still point at what was deleted: re-render "
+            "them for another grant, or remove the storage lines")
 
 
 @sandbox_app.command("up")
