@@ -228,6 +228,28 @@ def _provision(provider: str, env: str, overrides: dict[str, Any], dry_run: bool
         say(f"state: {store.path} (mode 0600). Next: provision render-env --env {env} --out DIR")
 
 
+def _existing_store(env: str) -> Any:
+    """The `provision.state.StateStore` of ``env``. Raises BadInput when nothing was provisioned there."""
+    from provision.errors import BadInput
+    from provision.state import StateStore
+
+    store = StateStore(env)
+    if not store.exists():
+        raise BadInput(f"nothing provisioned in environment {env!r} yet ({store.path} does not exist)",
+                       f"run `provision s3|azure|gcs --env {env} --prefix P` first")
+    return store
+
+
+def _grant_of(state: Any) -> Any:
+    """The Grant of a loaded state. Raises BadInput when the environment holds no credential."""
+    from provision.errors import BadInput
+
+    if state.grant is None:
+        raise BadInput(f"environment {state.env!r} has no credential yet",
+                       f"run `provision s3|azure|gcs --env {state.env} ...` first")
+    return state.grant
+
+
 @app.command("render-env")
 @_errors
 def render_env_command(
@@ -261,7 +283,6 @@ def render_env_command(
     from provision.errors import BadInput
     from provision.output import emit_json, say
     from provision.render import mask_text, render_supervisely, secrets_of, write
-    from provision.state import StateStore
 
     if target not in ("supervisely", "cvat", "onepanel"):
         raise BadInput(f"unknown --target {target!r}", "use --target supervisely, cvat or onepanel")
@@ -286,18 +307,13 @@ def render_env_command(
             raise BadInput("--target onepanel needs --namespace", "pass your Onepanel namespace, e.g. --namespace "
                            "default")
         layout = onepanel_layout(namespace, sync_dir or "workflow-data", model_dir or "output")
-    store = StateStore(env)
-    if not store.exists():
-        raise BadInput(f"nothing provisioned in environment {env!r} yet ({store.path} does not exist)",
-                       f"run `provision s3|azure|gcs --env {env} ...` first")
+    store = _existing_store(env)
     out = out.absolute()
     if not out.is_dir():
         raise BadInput(f"--out {out} is not an existing directory", "create it, or pass `supervisely where`")
     with store.lock():
         state = store.load()
-        if state.grant is None:
-            raise BadInput(f"environment {env!r} has no credential yet",
-                       f"run `provision s3|azure|gcs --env {env} ...` first")
+        _grant_of(state)
         folders: list[str] = []
         if target == "cvat":
             from provision.render import render_cvat
@@ -563,15 +579,11 @@ def migrate_command(
     json_out: bool = JSON,
 ) -> None:
     """Copy an existing install's local storage into the grant's buckets; re-runs skip what is already there."""
-    from provision.errors import BadInput, PartialFailure
+    from provision.errors import PartialFailure
     from provision.migrate import RichProgress, migrate, print_report
     from provision.output import console, emit_json
-    from provision.state import StateStore
 
-    store = StateStore(env)
-    if not store.exists():
-        raise BadInput(f"nothing provisioned in environment {env!r} yet ({store.path} does not exist)",
-                       f"run `provision s3|azure|gcs --env {env} --prefix P` first")
+    store = _existing_store(env)
     with store.lock():
         state = store.load()
         try:  # the checksum cache is migrate's default, `migrate.cache_path(env)` (destroy removes it)
@@ -611,17 +623,11 @@ def links_command(
 ) -> None:
     """A Supervisely links file: one s3://, azure:// or google://bucket/key per line for the grant's objects, in key
     order, streamed."""
-    from provision.errors import BadInput
     from provision.links import parse_extensions, write_links, write_links_file
     from provision.output import console
-    from provision.state import StateStore
 
     extensions = parse_extensions(ext)
-    store = StateStore(env)
-    if not store.exists():
-        raise BadInput(f"nothing provisioned in environment {env!r} yet ({store.path} does not exist)",
-                       f"run `provision s3|azure|gcs --env {env} --prefix P` first")
-    state = store.load()
+    state = _existing_store(env).load()
     options: dict[str, Any] = {"buckets": bucket, "prefix": key_prefix, "extensions": extensions}
     if out is not None:
         report = write_links_file(state, out.absolute(), **options)
@@ -666,16 +672,10 @@ def cvat_attach_command(
 ) -> None:
     """Create CVAT's cloud storage for the bucket, or update the existing one in place (same id)."""
     from provision.cvat import attach
-    from provision.errors import BadInput
     from provision.output import emit_json, say
-    from provision.state import StateStore
 
-    store = StateStore(env)
-    state = store.load()
-    if state.grant is None:
-        raise BadInput(f"nothing provisioned in environment {env!r}",
-                       f"run `provision s3|azure|gcs --env {env} ...` first")
-    result = attach(state.grant, url, token=token, username=username, password=password, bucket=bucket,
+    state = _existing_store(env).load()
+    result = attach(_grant_of(state), url, token=token, username=username, password=password, bucket=bucket,
                     display_name=display_name, manifests=manifest)
     if json_out:
         emit_json(dict(result.as_dict(), env=env))
@@ -708,16 +708,9 @@ def manifest_command(
     from provision.manifest import MANIFEST_NAME, build_manifest, human_bytes, upload_manifest
     from provision.objects import open_store
     from provision.output import console, emit_json, say
-    from provision.state import StateStore
 
-    store = StateStore(env)
-    if not store.exists():
-        raise BadInput(f"nothing provisioned in environment {env!r} yet ({store.path} does not exist)",
-                       f"run `provision s3|azure|gcs --env {env} ...` first")
-    state = store.load()
-    if state.grant is None:
-        raise BadInput(f"environment {env!r} has no credential yet",
-                       f"run `provision s3|azure|gcs --env {env} ...` first")
+    state = _existing_store(env).load()
+    _grant_of(state)
     bucket = bucket or state.grant.buckets[0]
     out = out.absolute()
     if out.is_dir():
