@@ -216,21 +216,10 @@ class AwsProvider:
 
     def _create(self, state: State, plan: Plan, save: Callable[[], None], resource: Resource, detail: str,
                 call: Callable[..., Any], **kwargs: Any) -> Any:
-        """Create a resource, recording it in state *before* the call (so a crash after the cloud created it but
-        before we heard back leaves it tracked) and forgetting it again when the cloud answers with an error (it
-        then did not create it). A connection failure or an interrupt keeps the record: the resource may exist,
-        and a re-run or ``destroy`` settles it."""
+        """`Plan.create` with ClientError as the cloud's refusal."""
         from botocore.exceptions import ClientError
 
-        if not plan.dry_run:
-            state.record(resource)
-            save()
-        try:
-            return plan.write("create", resource.kind, resource.name, detail, call, **kwargs)
-        except ClientError:
-            state.forget(resource.kind, resource.name)
-            save()
-            raise
+        return plan.create(state, save, resource, detail, call, (ClientError,), **kwargs)
 
     def _ensure_bucket(self, s3: Any, name: str, state: State, plan: Plan, save: Callable[[], None]) -> None:
         from botocore.exceptions import ClientError

@@ -663,19 +663,10 @@ class AzureProvider:
 
     def _create(self, state: State, plan: Plan, save: Callable[[], None], resource: Resource, detail: str,
                 call: Callable[..., Any], **kwargs: Any) -> Any:
-        """Create a resource, recording it in state *before* the call and forgetting it when the cloud answers
-        with an error (it then did not create it); a connection failure keeps the record (it may exist)."""
+        """`Plan.create` with HttpResponseError as the cloud's refusal."""
         from azure.core.exceptions import HttpResponseError
 
-        if not plan.dry_run:
-            state.record(resource)
-            save()
-        try:
-            return plan.write("create", resource.kind, resource.name, detail, call, **kwargs)
-        except HttpResponseError:
-            state.forget(resource.kind, resource.name)
-            save()
-            raise
+        return plan.create(state, save, resource, detail, call, (HttpResponseError,), **kwargs)
 
     def _adopt(self, state: State, plan: Plan, save: Callable[[], None], resource: Resource, detail: str) -> None:
         known = state.find(resource.kind, resource.name)

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from pydantic import BaseModel
 
 from provision.errors import BadInput
-from provision.models import Change, Grant
+from provision.models import Change, Grant, Resource
 from provision.profiles import Profile
 from provision.state import State
 
@@ -56,6 +56,36 @@ class Plan:
         if self.dry_run:
             return None
         return call(**kwargs)
+
+    def create(self, state: State, save: Callable[[], None], resource: Resource, detail: str,
+               call: Callable[..., T], refused: tuple[type[BaseException], ...], **kwargs: Any) -> T | None:
+        """Create ``resource`` through `write`, recording it in ``state`` *before* the call (a crash after the
+        cloud created it but before we heard back leaves it tracked) and forgetting it again when the cloud answers
+        with one of ``refused`` (it then did not create it). A connection failure or an interrupt keeps the record:
+        the resource may exist, and a re-run or ``destroy`` settles it.
+
+        Args:
+            state, save: the environment's state and its saver.
+            resource: the record (``created=True``).
+            detail: as in `Change`.
+            call: the SDK's create method, called as ``call(**kwargs)``.
+            refused: the SDK's "the service answered with an error" exception types.
+
+        Returns:
+            The call's result, or None in dry-run.
+
+        Raises:
+            Whatever ``call`` raises.
+        """
+        if not self.dry_run:
+            state.record(resource)
+            save()
+        try:
+            return self.write("create", resource.kind, resource.name, detail, call, **kwargs)
+        except refused:
+            state.forget(resource.kind, resource.name)
+            save()
+            raise
 
     def defer(self, action: str, kind: str, name: str, detail: str, call: Callable[..., Any], **kwargs: Any) -> None:
         """Record a mutating change now and perform it in `run_deferred` (e.g. revoking an old key only after

@@ -378,20 +378,10 @@ class GcsProvider:
 
     def _create(self, state: State, plan: Plan, save: Callable[[], None], resource: Resource, detail: str,
                 call: Callable[..., Any], **kwargs: Any) -> Any:
-        """Create a resource, recording it in state *before* the call (a crash after Google created it leaves it
-        tracked) and forgetting it when Google answers with an error (it then did not create it). A connection
-        failure or an interrupt keeps the record: a re-run or ``destroy`` settles it."""
+        """`Plan.create` with GoogleAPICallError as the cloud's refusal."""
         from google.api_core.exceptions import GoogleAPICallError
 
-        if not plan.dry_run:
-            state.record(resource)
-            save()
-        try:
-            return plan.write("create", resource.kind, resource.name, detail, call, **kwargs)
-        except GoogleAPICallError:
-            state.forget(resource.kind, resource.name)
-            save()
-            raise
+        return plan.create(state, save, resource, detail, call, (GoogleAPICallError,), **kwargs)
 
     # ---- buckets ----------------------------------------------------------------------------------------------
     @staticmethod
