@@ -22,7 +22,7 @@ from typing import Any
 
 from provision.errors import BadInput
 from provision.files import atomic_write
-from provision.models import Grant
+from provision.models import Grant, KeyPair, SasToken
 from provision.resources import packaged
 
 ENV_KEYS = (
@@ -42,6 +42,10 @@ REMOTE_LINKS_TARGET = "/remote_links.yml"
 HTTP_STORAGE = "http-storage"
 KEY_FILE_TARGET = "/gcs.json"
 """Where Supervisely's ``http-storage`` reads a GCS key file (``STORAGE_CREDENTIALS_PATH``; shared/REFERENCE.md §1)."""
+
+S3_COMPATIBLE = {"minio"}
+"""Supervisely storage providers spoken over the S3 API: the only ones whose ``remote_links.yml`` connection and
+CVAT ``specific_attributes`` carry a region (and, for CVAT, an ``endpoint_url``)."""
 
 SUPERVISELY_AUTHS = {
     "minio": {"key_pair": "", "role": ""},
@@ -347,7 +351,8 @@ def render_supervisely(grant: Grant, out: Path, connection: str, proxy_env: dict
     remote_links = out / "remote_links.yml"
     mounts[REMOTE_LINKS_TARGET] = str(remote_links)
     context = {"grant": grant, "auth": grant.auth, "connection": connection, "mounts": mounts,
-               "key_file_target": key_file_target, "proxy_env": proxy_env or {}}
+               "key_file_target": key_file_target, "proxy_env": proxy_env or {},
+               "s3_compatible": S3_COMPATIBLE}
 
     # .env
     block = env.get_template("supervisely/.env.j2").render(**context)
@@ -368,7 +373,7 @@ def render_supervisely(grant: Grant, out: Path, connection: str, proxy_env: dict
         want["iam_role"] = grant.auth.role_name
     if key_file_target:
         want["credentials_path"] = key_file_target
-    if grant.region and grant.storage_provider == "minio":
+    if grant.region and grant.storage_provider in S3_COMPATIBLE:
         want["region"] = grant.region
     want["buckets"] = list(grant.buckets)
     if ours != {connection: want}:
@@ -489,9 +494,6 @@ S3-compatible grant, GCS HMAC keys on ``storage.googleapis.com`` included, is an
 CVAT_LIMITS = {"display_name": 63, "key": 40, "secret_key": 64, "session_token": 440, "account_name": 24,
                "connection_string": 1024, "specific_attributes": 1024}
 """Maximum lengths CVAT's serializer accepts (cvat-sdk 2.80 ``CloudStorageWriteRequest`` validations)."""
-CVAT_AUTHS = {"minio": ("key_pair",), "azure": ("sas", "key_pair"), "google": ("key_file",)}
-"""Credential kinds CVAT can use per storage provider (shared/REFERENCE.md §1 CVAT): a key pair for S3; an account
-SAS or the account key for Azure; a service-account key file for GCS. CVAT never uses an ambient identity."""
 AWS_S3_ENDPOINT = "s3.amazonaws.com"
 
 
@@ -509,7 +511,7 @@ def cvat_specific_attributes(grant: Grant) -> str:
     """
     from urllib.parse import urlencode
 
-    if grant.storage_provider != "minio":
+    if grant.storage_provider not in S3_COMPATIBLE:
         return ""
     endpoint_url = grant.endpoint_url
     if endpoint_url is None and grant.endpoint != AWS_S3_ENDPOINT:
@@ -535,7 +537,7 @@ def azure_connection_string(grant: Grant) -> str:
 
 def _cvat_check(grant: Grant, bucket: str | None) -> str:
     """The bucket CVAT gets, after refusing grants CVAT cannot use. Raises `BadInput`."""
-    if grant.auth.kind not in CVAT_AUTHS[grant.storage_provider]:
+    if (grant.storage_provider, grant.auth.kind) not in CVAT_CREDENTIALS:
         if grant.auth.kind in ("role", "ambient"):
             mode = "IAM-role mode (no key)" if grant.auth.kind == "role" else "keyless mode (no secret)"
             raise BadInput(
@@ -564,15 +566,34 @@ def cvat_credentials(grant: Grant) -> tuple[str, dict[str, str]]:
     - GCS key file: ``KEY_FILE_PATH``; the key file itself is not part of the JSON body: it goes as the multipart
       field ``key_file`` (``provision cvat attach`` sends it).
     """
+    return CVAT_CREDENTIALS[(grant.storage_provider, grant.auth.kind)](grant)
+
+
+def _cvat_key_pair(grant: Grant) -> tuple[str, dict[str, str]]:
     auth = grant.auth
-    if auth.kind == "key_file":
-        return "KEY_FILE_PATH", {}
-    if grant.storage_provider == "azure":
-        if auth.kind == "sas" and grant.endpoint_url is None:
-            return "ACCOUNT_NAME_TOKEN_PAIR", {"account_name": auth.account_name, "session_token": auth.token}
-        return "CONNECTION_STRING", {"connection_string": azure_connection_string(grant)}
-    assert auth.kind == "key_pair"
+    assert isinstance(auth, KeyPair)
     return "KEY_SECRET_KEY_PAIR", {"key": auth.access_key, "secret_key": auth.secret_key}
+
+
+def _cvat_azure(grant: Grant) -> tuple[str, dict[str, str]]:
+    auth = grant.auth
+    if isinstance(auth, SasToken) and grant.endpoint_url is None:
+        return "ACCOUNT_NAME_TOKEN_PAIR", {"account_name": auth.account_name, "session_token": auth.token}
+    return "CONNECTION_STRING", {"connection_string": azure_connection_string(grant)}
+
+
+def _cvat_key_file(grant: Grant) -> tuple[str, dict[str, str]]:
+    return "KEY_FILE_PATH", {}
+
+
+CVAT_CREDENTIALS = {
+    ("minio", "key_pair"): _cvat_key_pair,
+    ("azure", "sas"): _cvat_azure,
+    ("azure", "key_pair"): _cvat_azure,
+    ("google", "key_file"): _cvat_key_file,
+}
+"""(storage provider, credential kind) -> CVAT's credentials for it (see `cvat_credentials`); a pair not listed
+is a credential CVAT cannot use (shared/REFERENCE.md §1 CVAT: never an ambient identity)."""
 
 
 def cvat_cloudstorage_body(grant: Grant, bucket: str | None = None, display_name: str | None = None,
