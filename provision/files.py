@@ -67,3 +67,21 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """
     with atomic_open(path, mode) as fh:
         fh.write(data)
+
+
+def file_md5(path: Path, chunk: int = 1024 * 1024) -> bytes:
+    """The MD5 digest (16 raw bytes) of the file at ``path``, read ``chunk`` bytes at a time (default 1 MiB).
+
+    MD5 here is the checksum the object stores report (S3 ETag of a single-part upload, Azure Content-MD5,
+    GCS md5Hash), not a security measure.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    import hashlib
+
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.digest()

@@ -1,112 +1,25 @@
-"""The provider interface and the plan recorder through which every mutating cloud call goes.
+"""The provider base: what every provider shares (the apply and destroy skeletons, the mapping of SDK errors
+to one-line `ProvisionError`s, the "which credential" rule, the verify probe runner) and the lazy registry.
 
-Dry-run is decided here, where writes happen (the idea of copier's ``pretend``): a provider reads freely, and
-routes each mutating SDK call through `Plan.write`, which records the change and performs the call only when
-not in dry-run. There is no second "would create" code path to drift from the real one.
+Changes go through `provision.ledger.Plan` (re-exported here), which decides dry-run where writes happen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal, Protocol, TypeVar
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from provision.errors import BadInput
-from provision.models import Change, Grant, Resource
+from provision.errors import BadInput, CloudRefused, PartialFailure, ProvisionError, one_line
+from provision.ledger import Plan
+from provision.models import Access, Grant, Resource
 from provision.profiles import Profile
-from provision.state import State
 
-T = TypeVar("T")
-
-
-class Plan:
-    """Records the changes of one run and performs the mutating calls unless ``dry_run``.
-
-    Args:
-        dry_run: when True, `write` records the change and returns None without calling anything.
-        rotate: issue a new secret even when the stored one still works (``--rotate``).
-    """
-
-    def __init__(self, dry_run: bool = False, rotate: bool = False) -> None:
-        self.dry_run = dry_run
-        self.rotate = rotate
-        self.changes: list[Change] = []
-        self.deferred: list[tuple[Callable[..., Any], dict[str, Any]]] = []
-
-    def note(self, action: str, kind: str, name: str, detail: str = "") -> None:
-        """Record a change that needs no mutating call (``adopt``, ``no change``)."""
-        self.changes.append(Change(action=action, kind=kind, name=name, detail=detail))  # type: ignore[arg-type]
-
-    def write(self, action: str, kind: str, name: str, detail: str, call: Callable[..., T], **kwargs: Any) -> T | None:
-        """Record a mutating change and, unless dry-run, perform it.
-
-        Args:
-            action: ``create`` | ``update`` | ``issue`` | ``delete``.
-            kind, name, detail: as in `Change`.
-            call: the SDK method; called as ``call(**kwargs)``.
-
-        Returns:
-            The call's result, or None in dry-run.
-
-        Raises:
-            Whatever ``call`` raises.
-        """
-        self.changes.append(Change(action=action, kind=kind, name=name, detail=detail))  # type: ignore[arg-type]
-        if self.dry_run:
-            return None
-        return call(**kwargs)
-
-    def create(self, state: State, save: Callable[[], None], resource: Resource, detail: str,
-               call: Callable[..., T], refused: tuple[type[BaseException], ...], **kwargs: Any) -> T | None:
-        """Create ``resource`` through `write`, recording it in ``state`` *before* the call (a crash after the
-        cloud created it but before we heard back leaves it tracked) and forgetting it again when the cloud answers
-        with one of ``refused`` (it then did not create it). A connection failure or an interrupt keeps the record:
-        the resource may exist, and a re-run or ``destroy`` settles it.
-
-        Args:
-            state, save: the environment's state and its saver.
-            resource: the record (``created=True``).
-            detail: as in `Change`.
-            call: the SDK's create method, called as ``call(**kwargs)``.
-            refused: the SDK's "the service answered with an error" exception types.
-
-        Returns:
-            The call's result, or None in dry-run.
-
-        Raises:
-            Whatever ``call`` raises.
-        """
-        if not self.dry_run:
-            state.record(resource)
-            save()
-        try:
-            return self.write("create", resource.kind, resource.name, detail, call, **kwargs)
-        except refused:
-            state.forget(resource.kind, resource.name)
-            save()
-            raise
-
-    def defer(self, action: str, kind: str, name: str, detail: str, call: Callable[..., Any], **kwargs: Any) -> None:
-        """Record a mutating change now and perform it in `run_deferred` (e.g. revoking an old key only after
-        the new one is verified and the files holding it are re-rendered)."""
-        self.changes.append(Change(action=action, kind=kind, name=name, detail=detail))  # type: ignore[arg-type]
-        self.deferred.append((call, kwargs))
-
-    def run_deferred(self) -> None:
-        """Perform the deferred changes, in order (nothing in dry-run)."""
-        while self.deferred and not self.dry_run:
-            call, kwargs = self.deferred.pop(0)
-            call(**kwargs)
-
-    def touched(self, *kinds: str) -> bool:
-        """True when a mutating change was made to a resource of one of ``kinds``."""
-        return any(c.mutating and c.kind in kinds for c in self.changes)
-
-    @property
-    def changed(self) -> bool:
-        """True when any recorded change is mutating."""
-        return any(c.mutating for c in self.changes)
+__all__ = ["PROBE_AUTHS", "PROVIDERS", "BaseProvider", "Plan", "Probe", "VerifyRow", "grant_credential",
+           "load_provider", "run_probes"]
 
 
 class VerifyRow(BaseModel):
@@ -130,67 +43,209 @@ class VerifyRow(BaseModel):
         return self.expected == self.actual
 
 
-class Provider(Protocol):
-    """What every provider implements. Constructors do no I/O.
+@dataclass
+class Probe:
+    """One row of a verify probe table: an operation tried with the grant's credential.
 
-    ``apply`` ensures the resources and the credential of ``profile``: it reads, routes every mutating call
-    through ``plan``, records each created or adopted resource in ``state`` and calls ``save`` as soon as one
-    exists (``save`` is a no-op in dry-run). It returns the Grant (None in dry-run when a new credential would be
-    issued). ``verify`` probes the stored Grant's credential and returns one row per probe. ``destroy`` deletes,
-    in reverse creation order, what state marks as created (never an adopted resource), forgetting each one in
-    state as it goes, and returns the names of what it left in place.
+    Attributes:
+        operation: the API operation (``PutObject``, ``HeadBucket`` ...), as the cloud's documentation names it.
+        target: where it is tried: ``bucket``, ``bucket/key``, ``* `` or ``other (another bucket)``.
+        allowed: whether the grant must allow it.
+        call: performs the request with the grant's credential; its result goes to ``then``.
+        then: optional clean-up with the result (e.g. abort the multipart upload the probe started).
     """
 
-    name: str
+    operation: str
+    target: str
+    allowed: bool
+    call: Callable[[], Any]
+    then: Callable[[Any], None] | None = None
 
-    def apply(self, state: State, plan: Plan, save: Callable[[], None]) -> Grant | None:
-        """Ensure the buckets and the credential of the profile.
+
+def run_probes(probes: Iterable[Probe], outcome: Callable[[BaseException], str | None]) -> list[VerifyRow]:
+    """Run a probe table in order and return one `VerifyRow` per probe.
+
+    Args:
+        probes: the table (an iterable, so a provider may build rows as earlier ones ran).
+        outcome: classifies an exception raised by a probe: ``"deny"`` for the cloud's access-denied answers,
+            ``"error: <code>"`` for any other answer of the service; None when it is not the service's answer
+            (then it propagates).
+
+    Returns:
+        The rows, in table order.
+    """
+    rows: list[VerifyRow] = []
+    for probe in probes:
+        result = None
+        try:
+            result = probe.call()
+            actual = "allow"
+        except Exception as exc:  # classified below; anything that is not the service's answer propagates
+            verdict = outcome(exc)
+            if verdict is None:
+                raise
+            actual = verdict
+        rows.append(VerifyRow(operation=probe.operation, target=probe.target,
+                              expected="allow" if probe.allowed else "deny", actual=actual))
+        if probe.then is not None and result is not None:
+            probe.then(result)
+    return rows
+
+
+def grant_credential(grant: Grant | None, write: bool) -> Any:
+    """The grant's own credential when it can do a data job from this machine, else None (use the admin's).
+
+    It can when it is a key pair, a SAS or a key file (a role or an ambient identity lives on the platform's
+    machine) and, for writes, when the grant is ``full``.
+
+    Returns:
+        The grant's ``auth`` (`provision.models.KeyPair` | `SasToken` | `KeyFile`), or None.
+    """
+    if grant is None or grant.auth.kind not in PROBE_AUTHS:
+        return None
+    if write and grant.access != Access.full:
+        return None
+    return grant.auth
+
+
+PROBE_AUTHS = ("key_pair", "sas", "key_file")
+"""Credential kinds `verify` and the data commands can use from here (a role or an ambient identity lives on the
+platform's VM)."""
+
+
+class BaseProvider(ABC):
+    """What every provider shares. A provider subclasses it and implements `ensure`, `delete_resource`,
+    `holds_objects`, `verify` and `objects`, and names its SDK's error types. Constructors do no I/O.
+
+    Args:
+        profile: the validated inputs of the run.
+
+    Class attributes:
+        name: ``s3`` | ``azure`` | ``gcs``.
+        service: how messages name the cloud (``AWS``, ``Azure``, ``Google Cloud``).
+        bucket_kinds: resource kinds holding objects (``destroy`` refuses a non-empty one without
+            ``--delete-data``).
+    """
+
+    name: str = ""
+    service: str = ""
+    bucket_kinds: tuple[str, ...] = ("bucket",)
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+
+    # ---- the SDK's errors -----------------------------------------------------------------------------------
+    @abstractmethod
+    def refused_errors(self) -> tuple[type[BaseException], ...]:
+        """The SDK's exception types for "the service answered with an error" (imported lazily)."""
+
+    def unreachable_errors(self) -> tuple[type[BaseException], ...]:
+        """The SDK's exception types for "no answer at all" (connection refused, DNS, timeout)."""
+        return ()
+
+    def describe(self, exc: BaseException) -> str:
+        """One line describing an SDK error (its code and message, no traceback, no secret)."""
+        return one_line(exc)
+
+    def missing_credentials(self, exc: BaseException) -> ProvisionError | None:
+        """The error to report when ``exc`` means the admin credentials are missing, else None."""
+        return None
+
+    # ---- apply ----------------------------------------------------------------------------------------------
+    @abstractmethod
+    def ensure(self, state: Any, plan: Plan) -> Grant | None:
+        """Ensure the buckets and the credential of the profile, every change through ``plan``.
 
         Args:
-            state: the environment's state; created/adopted resources are recorded in it as they come to exist.
-            plan: every mutating call goes through ``plan.write`` (dry-run is decided there); revocations of an
-                old secret go through ``plan.defer``.
-            save: persists ``state`` (a no-op in dry-run); called as soon as a resource exists.
+            state: the grant's record (read it; change it only through ``plan``).
+            plan: the ledger.
 
         Returns:
-            The Grant, or None in dry-run when a new credential would be issued.
+            The Grant, or None in a dry run when a new credential would be issued.
+        """
+
+    def apply(self, state: Any, plan: Plan) -> Grant | None:
+        """`ensure`, with the SDK's errors mapped once: a refusal before anything was created is `CloudRefused`
+        (exit 3), after something was created `PartialFailure` (exit 4; state records it).
 
         Raises:
-            BadInput: invalid inputs (before any cloud call). CloudRefused: the cloud refused a call.
-            PartialFailure: a call failed after resources were created (state records them).
+            BadInput: invalid inputs (before any cloud call). CloudRefused, PartialFailure: as above.
         """
-        ...
+        before = plan.created_count()
+        try:
+            return self.ensure(state, plan)
+        except ProvisionError:
+            raise
+        except self.refused_errors() + self.unreachable_errors() as exc:
+            missing = self.missing_credentials(exc)
+            if missing is not None:
+                raise missing from None
+            message = f"{self.service} refused: {self.describe(exc)}"
+            if isinstance(exc, self.unreachable_errors()):
+                message = f"{self.service} could not be reached: {self.describe(exc)}"
+            if plan.created_count() > before:
+                raise PartialFailure(message, "state records what was created; re-run or `provision destroy`") \
+                    from None
+            hint = ("check the endpoint and the network" if isinstance(exc, self.unreachable_errors())
+                    else "check the admin credentials' permissions and the names")
+            raise CloudRefused(message, hint) from None
 
-    def verify(self, state: State) -> list[VerifyRow]:
-        """Probe the stored Grant's credential with real requests; one row per probe (see `VerifyRow`).
+    # ---- destroy --------------------------------------------------------------------------------------------
+    @abstractmethod
+    def holds_objects(self, state: Any, resource: Resource) -> bool:
+        """True when the bucket/container ``resource`` still holds objects (False when it is gone)."""
 
-        Raises:
-            BadInput: the grant has no credential that can be probed from here. CloudRefused: the admin
-                credential could not set the probes up.
-        """
-        ...
+    @abstractmethod
+    def delete_resource(self, state: Any, resource: Resource, plan: Plan, delete_data: bool) -> None:
+        """Delete one created resource through ``plan`` (one that is already gone counts as deleted: note it)."""
 
-    def destroy(self, state: State, plan: Plan, save: Callable[[], None], delete_data: bool) -> list[str]:
+    def destroy(self, state: Any, plan: Plan, delete_data: bool) -> list[str]:
         """Delete, newest first, what state marks as created (never an adopted resource), forgetting each in
         state as it goes.
 
         Args:
-            state, plan, save: as in `apply`.
+            state: the grant's record. plan: the ledger.
             delete_data: also delete the objects of buckets `provision` created (otherwise a non-empty one is
                 refused before anything is deleted).
 
         Returns:
-            The names of adopted resources left in place.
+            The names (``kind name``) of adopted resources left in place.
 
         Raises:
             BadInput: a created bucket is not empty and ``delete_data`` is False. PartialFailure: the cloud
                 refused a deletion (state keeps what still exists).
         """
-        ...
+        ours = [r for r in reversed(state.resources) if r.created]
+        try:
+            if not delete_data:
+                for r in ours:
+                    if r.kind in self.bucket_kinds and self.holds_objects(state, r):
+                        raise BadInput(f"{r.kind} {r.name!r} (created by provision) still holds objects",
+                                       "pass --delete-data to delete them with it, or empty it first")
+            kept = [f"{r.kind} {r.name}" for r in state.resources if not r.created]
+            for r in ours:
+                self.delete_resource(state, r, plan, delete_data)
+                plan.forget(r.kind, r.name)
+        except ProvisionError:
+            raise
+        except self.refused_errors() + self.unreachable_errors() as exc:
+            raise PartialFailure(f"{self.service} refused a deletion: {self.describe(exc)}",
+                                 "state keeps what still exists; fix the cause and run destroy again") from None
+        return kept
 
-    def objects(self, state: State, bucket: str, write: bool) -> Any:
-        """An `provision.objects.ObjectStore` for ``bucket`` (see `provision.objects.open_store`)."""
-        ...
+    # ---- verify and data ------------------------------------------------------------------------------------
+    @abstractmethod
+    def verify(self, state: Any) -> list[VerifyRow]:
+        """Probe the stored Grant's credential with real requests (a `Probe` table run by `run_probes`).
+
+        Raises:
+            BadInput: the grant has no credential that can be probed from here. CloudRefused: the admin
+                credential could not set the probes up.
+        """
+
+    @abstractmethod
+    def objects(self, state: Any, bucket: str, write: bool) -> Any:
+        """An `provision.objects.ObjectStore` for ``bucket``, with `grant_credential` (else the admin's)."""
 
 
 PROVIDERS = {
@@ -201,7 +256,7 @@ PROVIDERS = {
 """Provider name -> (module, class, the SDK package it needs, the pip extra that installs it)."""
 
 
-def load_provider(profile: Profile) -> Provider:
+def load_provider(profile: Profile) -> BaseProvider:
     """The provider for ``profile.provider``, imported lazily (cloud SDKs cost 200–400 ms to import).
 
     Raises:
