@@ -183,12 +183,11 @@ def _provision(provider: str, env: str, overrides: dict[str, Any], dry_run: bool
                            "use another --env, or `provision destroy` it first")
         before = state.model_dump(exclude={"updated_at"})
         old_auth = state.grant.auth if state.grant else None
-        plan = Plan(dry_run=dry_run, rotate=rotate)
-        save = (lambda: None) if dry_run else (lambda: store.save(state))
+        plan = Plan(state, lambda: store.save(state), dry_run=dry_run, rotate=rotate)
         if not dry_run:
             state.provider = provider
             state.inputs = profile.model_dump(mode="json")
-        grant = prov.apply(state, plan, save)
+        grant = prov.apply(state, plan)
         rows: list[Any] = []
         if not dry_run:
             state.grant = grant
@@ -484,9 +483,8 @@ def destroy_command(
         typer.confirm(f"Delete everything provision created in environment {env!r}?", abort=True)
     with store.lock():
         state = store.load()
-        plan = Plan(dry_run=dry_run)
-        save = (lambda: None) if dry_run else (lambda: store.save(state))
-        kept = load_provider(Profile.model_validate(state.inputs)).destroy(state, plan, save, delete_data)
+        plan = Plan(state, lambda: store.save(state), dry_run=dry_run)
+        kept = load_provider(Profile.model_validate(state.inputs)).destroy(state, plan, delete_data)
         rendered = [r.out for r in state.renders]
         if not dry_run:
             state.grant = None
@@ -754,9 +752,9 @@ def manifest_command(
     if uploaded:
         import shlex
 
-        from provision.lifecycle import PROBE_AUTHS
+        from provision.providers.base import grant_credential
 
-        own = state.grant.auth.kind in PROBE_AUTHS and state.grant.access.value == "full"
+        own = grant_credential(state.grant, write=True) is not None
         who = "the grant's credential" if own else "the admin credential (the grant's is not allowed to write)"
         say(f"uploaded {source.url_scheme}://{bucket}/{escape(uploaded)} with {who}")
         say(f"Next: provision cvat attach --env {env} --url URL --token T --manifest {shlex.quote(uploaded)}")

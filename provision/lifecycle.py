@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from provision.models import Grant
-from provision.providers.base import Plan, Provider, VerifyRow
+from provision.providers.base import PROBE_AUTHS, BaseProvider, Plan, VerifyRow
 from provision.state import State
 
 EXPIRY_WARNING = timedelta(days=14)
 """A SAS or key expiring sooner than this is reported by ``status``."""
-PROBE_AUTHS = ("key_pair", "sas", "key_file")
-"""Credential kinds `verify` can probe from here (a role or an ambient identity lives on the platform's VM)."""
 
 
 def probeable(grant: Grant | None) -> bool:
@@ -24,7 +22,7 @@ def probeable(grant: Grant | None) -> bool:
     return grant is not None and grant.auth.kind in PROBE_AUTHS
 
 
-def verify_until_settled(provider: Provider, state: State, timeout: float = 60.0) -> list[VerifyRow]:
+def verify_until_settled(provider: BaseProvider, state: State, timeout: float = 60.0) -> list[VerifyRow]:
     """Run ``provider.verify`` until every row matches or ``timeout`` seconds pass (IAM, RBAC and bucket IAM are
     eventually consistent), backing off from 1 s to 8 s. Returns the last rows."""
     delay, deadline = 1.0, time.monotonic() + timeout
@@ -79,7 +77,7 @@ def reapply_command(state: State) -> str:
     return command
 
 
-def drift(provider: Provider, state: State, now: datetime | None = None) -> list[dict[str, str]]:
+def drift(provider: BaseProvider, state: State, now: datetime | None = None) -> list[dict[str, str]]:
     """What differs between the cloud and ``state``: the plan a re-apply would make (read-only calls only),
     plus credentials expiring within `EXPIRY_WARNING`.
 
@@ -87,8 +85,8 @@ def drift(provider: Provider, state: State, now: datetime | None = None) -> list
         One row per finding: ``{"resource", "name", "problem", "fix"}``; empty when all is in sync.
     """
     copy = state.model_copy(deep=True)
-    plan = Plan(dry_run=True)
-    provider.apply(copy, plan, lambda: None)
+    plan = Plan(copy, dry_run=True)
+    provider.apply(copy, plan)
     fix = reapply_command(state)
     problems = {"create": "missing", "update": "drifted", "issue": "credential missing or unusable",
                 "delete": "extra"}
