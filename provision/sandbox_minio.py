@@ -32,8 +32,10 @@ import json
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from types import SimpleNamespace
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 ADMIN_PREFIX = "/minio/admin/v3/"
@@ -44,16 +46,15 @@ CLOCK_SKEW = timedelta(minutes=15)
 NEVER = "1970-01-01T00:00:00Z"
 """How MinIO reports "no expiration" in a new service account's credentials."""
 
-_ALL_S3 = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": ["*"]}]}
-BUILTIN_POLICIES: dict[str, dict[str, Any]] = {
-    "readwrite": {"Version": "2012-10-17",
-                  "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": ["arn:aws:s3:::*"]}]},
-    "readonly": {"Version": "2012-10-17",
-                 "Statement": [{"Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:GetObject"],
-                                "Resource": ["arn:aws:s3:::*"]}]},
-    "writeonly": {"Version": "2012-10-17",
-                  "Statement": [{"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": ["arn:aws:s3:::*"]}]},
-}
+
+def _allow(actions: list[str], resources: list[str]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resources}]}
+
+
+_ALL_S3 = _allow(["s3:*"], ["*"])
+BUILTIN_POLICIES = {"readwrite": _allow(["s3:*"], ["arn:aws:s3:::*"]),
+                    "readonly": _allow(["s3:GetBucketLocation", "s3:GetObject"], ["arn:aws:s3:::*"]),
+                    "writeonly": _allow(["s3:PutObject"], ["arn:aws:s3:::*"])}
 _AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/,]+)/(\d{8})/([^/]*)/([^/]+)/aws4_request,\s*"
                    r"SignedHeaders=([^,]+),\s*Signature=([0-9a-f]+)")
 _ACCESS_KEY = re.compile(r"Credential=([^/,&]+)/")
@@ -75,16 +76,18 @@ def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _no_such_user(name: str) -> AdminError:
-    return AdminError(404, "XMinioAdminNoSuchUser", f"The specified user does not exist. ({name})")
+_MISSING = {"user": ("XMinioAdminNoSuchUser", "The specified user does not exist."),
+            "policy": ("XMinioAdminNoSuchPolicy", "The canned policy does not exist."),
+            "account": ("XMinioAdminServiceAccountNotFound", "The specified service account is not found.")}
 
 
-def _no_such_policy(name: str) -> AdminError:
-    return AdminError(404, "XMinioAdminNoSuchPolicy", f"The canned policy does not exist. ({name})")
+def _missing(kind: str, name: str) -> AdminError:
+    """MinIO's 404 for a missing user, policy or service account."""
+    return AdminError(404, _MISSING[kind][0], f"{_MISSING[kind][1]} ({name})")
 
 
-def _no_such_account(key: str) -> AdminError:
-    return AdminError(404, "XMinioAdminServiceAccountNotFound", f"The specified service account is not found ({key})")
+def _nothing() -> None:
+    """Release nothing (the admin body, read as `minio.crypto.decrypt` reads a urllib3 response)."""
 
 
 def _header(environ: dict[str, Any], name: str) -> str:
@@ -146,19 +149,6 @@ def verify_sigv4(environ: dict[str, Any], body: bytes, secret_for: Callable[[str
         raise AdminError(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the "
                                                        "signature you provided. Check your key and signing method.")
     return access_key
-
-
-class _Body:
-    """The admin body, shaped as the urllib3 response `minio.crypto.decrypt` reads."""
-
-    def __init__(self, data: bytes) -> None:
-        self.read = io.BytesIO(data).read
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-    def release_conn(self) -> None:
-        """Nothing to release."""
 
 
 def s3_action(method: str, path: str, query: dict[str, list[str]]) -> tuple[str, str]:
@@ -226,7 +216,6 @@ class MinioEmulator:
             ("GET", "info-canned-policy"): self.policy_info,
             ("GET", "list-canned-policies"): self.list_policies,
             ("DELETE", "remove-canned-policy"): self.remove_policy,
-            ("PUT", "set-user-or-group-policy"): self.set_policy,
             ("POST", "idp/builtin/policy/attach"): self.attach,
             ("POST", "idp/builtin/policy/detach"): self.detach,
             ("PUT", "add-service-account"): self.add_account,
@@ -235,13 +224,13 @@ class MinioEmulator:
             ("DELETE", "delete-service-account"): self.delete_account,
         }
         self.self_service = {"add-service-account", "list-service-accounts", "info-service-account",
-                             "delete-service-account"}
-        """Commands a user may call with its own key, on its own service accounts."""
+                             "delete-service-account"}  # a user may call these with its own key, for itself
 
     # ---- WSGI ---------------------------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
+        body = environ["wsgi.input"].read(length) if length else (
+            environ["wsgi.input"].read() if environ.get("wsgi.input_terminated") else b"")
         environ["wsgi.input"] = io.BytesIO(body)
         path = environ.get("PATH_INFO", "")
         if path.startswith(ADMIN_PREFIX):
@@ -270,7 +259,8 @@ class MinioEmulator:
             secret = self._secret_for(caller) or ""
             if body and command not in ("add-canned-policy",):
                 try:
-                    body = decrypt(_Body(body), secret)  # type: ignore[arg-type]
+                    reader = SimpleNamespace(read=io.BytesIO(body).read, close=_nothing, release_conn=_nothing)
+                    body = decrypt(reader, secret)  # type: ignore[arg-type]
                 except Exception:  # noqa: BLE001 - any failure of the AEAD stream: not encrypted with our key
                     raise AdminError(400, "XMinioAdminConfigBadJSON",
                                      "JSON configuration provided is of incorrect format") from None
@@ -333,12 +323,12 @@ class MinioEmulator:
 
     def _user(self, name: str) -> dict[str, Any]:
         if name not in self.users:
-            raise _no_such_user(name)
+            raise _missing("user", name)
         return self.users[name]
 
     def _policy(self, name: str) -> dict[str, Any]:
         if name not in self.policies:
-            raise _no_such_policy(name)
+            raise _missing("policy", name)
         return self.policies[name]
 
     def _enabled(self, account: dict[str, Any]) -> bool:
@@ -381,10 +371,19 @@ class MinioEmulator:
             self.iam.delete_user_policy(UserName=user, PolicyName=name)
         self.iam.delete_user(UserName=user)
 
+    def _parent(self, caller: str, wanted: str | None) -> str:
+        """The parent a caller names (default: itself): the root may name any user, a user only itself."""
+        parent = wanted or caller
+        if caller != self.root[0] and parent != caller:
+            raise AdminError(403, "AccessDenied", "Access Denied.")
+        if parent != self.root[0]:
+            self._user(parent)
+        return parent
+
     def _own_account(self, caller: str, key: str) -> dict[str, Any]:
         account = self._live_account(key)
         if account is None or (caller != self.root[0] and account["parent"] != caller):
-            raise _no_such_account(key)
+            raise _missing("account", key)
         return account
 
     def _user_info(self, name: str) -> dict[str, Any]:
@@ -493,51 +492,30 @@ class MinioEmulator:
         user.update(policies=policies, updated=_now())
         self._sync_parent(name)
 
-    def set_policy(self, caller: str, query: dict[str, str], body: bytes) -> tuple[int, Any, bool]:
-        """``PUT set-user-or-group-policy?policyName=a,b&userOrGroup=NAME&isGroup=false``: replace the user's
-        policies (an empty name detaches all). Groups are not emulated."""
-        if query.get("isGroup") == "true":
-            raise AdminError(400, "XMinioAdminAPINotImplemented", "groups are not emulated")
-        policies = [p for p in query.get("policyName", "").split(",") if p]
-        for policy in policies:
-            self._policy(policy)
-        self._set_policies(query.get("userOrGroup", ""), policies)
-        return 200, None, False
-
-    def _attach_request(self, body: bytes) -> tuple[str, list[str]]:
+    def _change(self, body: bytes, attach: bool) -> tuple[int, Any, bool]:
         request = json.loads(body or b"{}")
         if request.get("group"):
             raise AdminError(400, "XMinioAdminAPINotImplemented", "groups are not emulated")
-        policies = request.get("policies") or []
-        if not policies:
-            raise AdminError(400, "XMinioAdminInvalidArgument", "Invalid arguments specified. (no policies)")
-        return request.get("user", ""), policies
+        name, policies = request.get("user", ""), request.get("policies") or []
+        current = self._user(name)["policies"]
+        for policy in policies if attach else ():
+            self._policy(policy)
+        changed = [p for p in policies if (p not in current) == attach]
+        if not changed:
+            raise AdminError(400, "XMinioAdminPolicyChangeAlreadyApplied",
+                             "The specified policy change is already in effect.")
+        self._set_policies(name, current + changed if attach else [p for p in current if p not in changed])
+        return 200, {"policiesAttached" if attach else "policiesDetached": changed, "updatedAt": _rfc3339(_now())}, True
 
     def attach(self, caller: str, query: dict[str, str], body: bytes) -> tuple[int, Any, bool]:
         """``POST idp/builtin/policy/attach``, encrypted ``{"policies": [...], "user"}``; answers encrypted
-        ``{"policiesAttached": [...], "updatedAt"}``; attaching only policies already attached is refused."""
-        name, policies = self._attach_request(body)
-        current = self._user(name)["policies"]
-        for policy in policies:
-            self._policy(policy)
-        added = [p for p in policies if p not in current]
-        if not added:
-            raise AdminError(400, "XMinioAdminPolicyChangeAlreadyApplied",
-                             "The specified policy change is already in effect.")
-        self._set_policies(name, current + added)
-        return 200, {"policiesAttached": added, "updatedAt": _rfc3339(_now())}, True
+        ``{"policiesAttached": [...], "updatedAt"}``; attaching only policies already attached is refused (400)."""
+        return self._change(body, attach=True)
 
     def detach(self, caller: str, query: dict[str, str], body: bytes) -> tuple[int, Any, bool]:
         """``POST idp/builtin/policy/detach``, encrypted ``{"policies": [...], "user"}``; answers encrypted
-        ``{"policiesDetached": [...], "updatedAt"}``; detaching only policies not attached is refused."""
-        name, policies = self._attach_request(body)
-        current = self._user(name)["policies"]
-        removed = [p for p in policies if p in current]
-        if not removed:
-            raise AdminError(400, "XMinioAdminPolicyChangeAlreadyApplied",
-                             "The specified policy change is already in effect.")
-        self._set_policies(name, [p for p in current if p not in removed])
-        return 200, {"policiesDetached": removed, "updatedAt": _rfc3339(_now())}, True
+        ``{"policiesDetached": [...], "updatedAt"}``; detaching only policies not attached is refused (400)."""
+        return self._change(body, attach=False)
 
     def add_account(self, caller: str, query: dict[str, str], body: bytes) -> tuple[int, Any, bool]:
         """``PUT add-service-account``, encrypted ``{"policy", "targetUser", "accessKey", "secretKey", "name",
@@ -550,11 +528,7 @@ class MinioEmulator:
         if request.get("accessKey") or request.get("secretKey"):
             raise AdminError(400, "XMinioAdminInvalidArgument",
                              "the sandbox's MinIO generates service account keys: leave accessKey/secretKey out")
-        parent = request.get("targetUser") or caller
-        if caller != self.root[0] and parent != caller:
-            raise AdminError(403, "AccessDenied", "Access Denied.")
-        if parent != self.root[0]:
-            self._user(parent)
+        parent = self._parent(caller, request.get("targetUser"))
         policy = request.get("policy") or None
         if isinstance(policy, str):
             policy = json.loads(policy)
@@ -563,7 +537,7 @@ class MinioEmulator:
             try:
                 expiration = datetime.fromisoformat(request["expiration"]).astimezone(timezone.utc)
             except ValueError:
-                raise AdminError(400, "XMinioAdminInvalidArgument", "Invalid arguments specified. (expiration)") from None
+                raise AdminError(400, "XMinioAdminInvalidArgument", "Invalid arguments: expiration") from None
             if expiration <= _now():
                 raise AdminError(400, "XMinioAdminInvalidExpiration", "Invalid expiration: it must be in the future")
         status = {"enabled": "on", "on": "on", "disabled": "off", "off": "off"}.get(request.get("status") or "on")
@@ -584,11 +558,7 @@ class MinioEmulator:
     def list_accounts(self, caller: str, query: dict[str, str], body: bytes) -> tuple[int, Any, bool]:
         """``GET list-service-accounts?user=NAME`` (default: the caller): encrypted ``{"accounts": [{"parentUser",
         "accountStatus", "impliedPolicy", "accessKey", "name", "description", "expiration"?}]}``."""
-        parent = query.get("user") or caller
-        if caller != self.root[0] and parent != caller:
-            raise AdminError(403, "AccessDenied", "Access Denied.")
-        if parent != self.root[0]:
-            self._user(parent)
+        parent = self._parent(caller, query.get("user"))
         keys = [k for k in list(self.accounts) if self._live_account(k) and self.accounts[k]["parent"] == parent]
         return 200, {"accounts": [self._account_view(k, self.accounts[k]) for k in keys]}, True
 

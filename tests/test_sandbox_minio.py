@@ -68,7 +68,8 @@ def _name(prefix: str) -> str:
 
 def _read_only(bucket: str) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": [f"arn:aws:s3:::{bucket}"]},
+        {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+         "Resource": [f"arn:aws:s3:::{bucket}"]},
         {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{bucket}/*"]}]}
 
 
@@ -110,6 +111,9 @@ def test_user_with_canned_policy_and_service_account(minio: Minio) -> None:
     admin = minio.admin()
     user, secret, read, full = _name("user"), "s3cr3t-" + uuid.uuid4().hex, _name("ro"), _name("rw")
     admin.policy_add(read, policy=_read_only(bucket))
+    with pytest.raises(MinioAdminException) as refused:
+        admin.policy_add(_name("bad"), policy={"Version": "2012-10-17", "Statement": [{"Effect": "Maybe"}]})
+    assert refused.value._code == "400"
     assert json.loads(admin.policy_info(read)) == _read_only(bucket)
     assert read in json.loads(admin.policy_list())
     admin.user_add(user, secret)
@@ -128,6 +132,9 @@ def test_user_with_canned_policy_and_service_account(minio: Minio) -> None:
     key = creds["accessKey"]
     s3 = minio.s3(key, creds["secretKey"])
     _expect_read_only(s3, bucket, other)
+    with pytest.raises(ClientError) as exc:
+        minio.s3(key, "wrong" + creds["secretKey"][5:]).list_objects_v2(Bucket=bucket)
+    assert _code(exc) == "SignatureDoesNotMatch"
 
     info = json.loads(admin.get_service_account(key))
     assert (info["parentUser"], info["accountStatus"], info["impliedPolicy"], info["name"]) == (
