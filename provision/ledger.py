@@ -150,7 +150,7 @@ class Plan:
         return result
 
     def issue(self, kind: str, owner: str, detail: str, call: Callable[..., T],
-              keep: Callable[[T], tuple[Resource, Grant | None]], **kwargs: Any) -> T | None:
+              keep: Callable[[T], tuple[Resource | None, Grant | None]], **kwargs: Any) -> T | None:
         """Issue a new secret and persist it at once: the secret exists only in the call's answer.
 
         Args:
@@ -158,8 +158,9 @@ class Plan:
             owner: who the secret belongs to (shown until the secret's id is known).
             detail: as in `Change`.
             call: the SDK call that issues it, called as ``call(**kwargs)``.
-            keep: turns the answer into the secret's record (its id, never the secret) and the Grant holding it
-                (None when the Grant is set later by the caller); both are persisted before this returns.
+            keep: turns the answer into the secret's record (its id, never the secret; None for a secret the cloud
+                keeps no record of, e.g. an Azure SAS) and the Grant holding it (None when the caller sets it later);
+                both are persisted before this returns.
 
         Returns:
             The call's answer, or None in a dry run.
@@ -172,11 +173,12 @@ class Plan:
             return None
         answer = call(**kwargs)
         resource, grant = keep(answer)
-        self.state.record(resource)
+        if resource is not None:
+            self.state.record(resource)
         if grant is not None:
             self.state.grant = grant
         self.save()
-        self.note("issue", kind, resource.name, detail)
+        self.note("issue", kind, resource.name if resource is not None else owner, detail)
         return answer
 
     def blocked(self, error: Exception, kind: str, name: str) -> None:

@@ -134,6 +134,11 @@ class BaseProvider(ABC):
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
 
+    def resolved_inputs(self) -> dict[str, Any]:
+        """The inputs to store in state for this run (no secrets): the profile, as the provider resolved it (e.g.
+        Azure's connection string without its key). Default: the profile as given."""
+        return self.profile.model_dump(mode="json")
+
     # ---- the SDK's errors -----------------------------------------------------------------------------------
     @abstractmethod
     def refused_errors(self) -> tuple[type[BaseException], ...]:
