@@ -66,15 +66,15 @@ def _yaml(indent: tuple[int, int, int]) -> Any:
 
 
 def _children(node: Any) -> list[Any]:
-    if isinstance(node, dict):
-        return [x for pair in node.items() for x in pair]
-    if isinstance(node, list):
-        return list(node)
-    return []
+    """The child nodes of a composed YAML node (ruamel ``MappingNode`` values are (key, value) pairs)."""
+    value = getattr(node, "value", None)
+    if not isinstance(value, list):
+        return []
+    return [x for item in value for x in (item if isinstance(item, tuple) else (item,))]
 
 
 def expanded_size(data: Any, limit: int = MAX_NODES) -> int:
-    """How many nodes ``data`` holds with every alias expanded, counted without expanding (each shared node's size
+    """How many nodes the composed YAML node graph ``data`` (``YAML.compose``) holds with every alias expanded, counted without expanding (each shared node's size
     is computed once); stops counting above ``limit``.
 
     Raises:
@@ -116,8 +116,18 @@ def load(path: Path, text: str) -> Any:
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     fix = "fix or move the file"
+    yaml = _yaml(guess_indent(text))
     try:
-        data = _yaml(guess_indent(text)).load(text)
+        size = expanded_size(yaml.compose(text))
+    except (ValueError, RecursionError):
+        raise BadInput(f"{path} holds a recursive alias (a node that contains itself) or is nested too deeply",
+                       fix) from None
+    except YAMLError:
+        size = 0  # reported below, with the loader's message
+    if size > MAX_NODES:
+        raise BadInput(f"{path} expands to more than {MAX_NODES} YAML nodes through its aliases (an alias bomb)", fix)
+    try:
+        data = yaml.load(text)
     except DuplicateKeyError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
         raise BadInput(f"{path} has a duplicate key (line {line}), which YAML forbids", fix) from None
@@ -130,13 +140,6 @@ def load(path: Path, text: str) -> Any:
                        fix) from None
     except RecursionError:
         raise BadInput(f"{path} is nested too deeply to be a configuration file", fix) from None
-    try:
-        if expanded_size(data) > MAX_NODES:
-            raise BadInput(f"{path} expands to more than {MAX_NODES} YAML nodes through its aliases (an alias bomb)",
-                           fix)
-    except (ValueError, RecursionError):
-        raise BadInput(f"{path} holds a recursive alias (a node that contains itself) or is nested too deeply",
-                       fix) from None
     if data is not None and not isinstance(data, dict):
         raise BadInput(f"{path} is not a YAML mapping", fix)
     return data
@@ -174,8 +177,6 @@ def splice(original: str, before: str, after: str, newline: str) -> str | None:
     Lines are matched without their line endings; inserted lines get ``newline``. Returns None when a changed line
     of ``before`` has no identical line in ``original`` (ruamel reformatted that very region).
     """
-    if before == original:
-        return after if newline == "\n" else after.replace("\n", newline)
     olines = original.splitlines(keepends=True)
     okeys = [line.rstrip("\r\n") for line in olines]
     akeys = before.splitlines()
@@ -199,7 +200,18 @@ def splice(original: str, before: str, after: str, newline: str) -> str | None:
             start = end = mapped[i1 - 1] + 1
         else:
             return None
-        patches.append((start, end, [line + newline for line in bkeys[j1:j2]]))
+        lines = [line + newline for line in bkeys[j1:j2]]
+        # comment and blank lines of the replaced span stay (ruamel drops a comment attached to a deleted item)
+        given = {line.strip() for line in bkeys[j1:j2]}
+        kept: tuple[list[str], list[str]] = ([], [])  # before / after the span's first content line
+        content = False
+        for line in olines[start:end]:
+            text = line.strip()
+            if text and not text.startswith("#"):
+                content = True
+            elif text not in given:
+                kept[content].append(line if line.endswith(("\n", "\r")) else line + newline)
+        patches.append((start, end, kept[0] + lines + kept[1]))
     out: list[str] = []
     position = 0
     for start, end, lines in patches:
