@@ -241,8 +241,8 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 @pytest.mark.parametrize(("name", "content", "message"), [
     ("docker-compose.override.yml", BOMB.encode(), "alias bomb"),
     ("remote_links.yml", BOMB.encode(), "alias bomb"),
-    ("docker-compose.override.yml", "services:\n  proxy: {}\n  proxy: {}\n".encode(), "duplicate key"),
-    ("remote_links.yml", "c:\n  provider: minio\nc: {}\n".encode(), "duplicate key"),
+    ("docker-compose.override.yml", b"services:\n  proxy: {}\n  proxy: {}\n", "duplicate key"),
+    ("remote_links.yml", b"c:\n  provider: minio\nc: {}\n", "duplicate key"),
     ("docker-compose.override.yml", b"services:\n  proxy:\n    image: caf\xe9\n", "not UTF-8"),
     ("remote_links.yml", b"\xff\xfe\x00", "not UTF-8"),
     ("docker-compose.override.yml", b"services:\n- proxy\n- http-storage\n", "services is a list"),

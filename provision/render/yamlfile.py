@@ -74,8 +74,8 @@ def _children(node: Any) -> list[Any]:
 
 
 def expanded_size(data: Any, limit: int = MAX_NODES) -> int:
-    """How many nodes the composed YAML node graph ``data`` (``YAML.compose``) holds with every alias expanded, counted without expanding (each shared node's size
-    is computed once); stops counting above ``limit``.
+    """How many nodes the composed YAML node graph ``data`` (``YAML.compose``) holds with every alias expanded,
+    counted without expanding (each shared node's size is computed once); stops counting above ``limit``.
 
     Raises:
         ValueError: a node contains itself (a recursive alias).
