@@ -379,3 +379,17 @@ def test_concurrent_threads_never_share_a_backup(tmp_path: Path) -> None:
         t.join(30)
     assert not errors
     assert len(list(tmp_path.glob("f.provision-backup-*"))) == 8
+
+
+@pytest.mark.parametrize(("existing", "expected"), [
+    ("\ufeffSTORAGE_PROVIDER=http\n", "\ufeffSTORAGE_PROVIDER=minio\n"),
+    ("STORAGE_PROVIDER= # empty for now\n", "STORAGE_PROVIDER= minio # empty for now\n"),
+    ("STORAGE_PROVIDER\n", "STORAGE_PROVIDER=minio\n"),
+    ("  export STORAGE_PROVIDER='http'#quoted\r\n", "  export STORAGE_PROVIDER=minio #quoted\r\n"),
+    ("A=1\r\nB=2\r\nC=3", "A=1\r\nB=2\r\nC=3\r\n\r\n# h\r\nSTORAGE_PROVIDER=minio\r\n"),
+    ("A=1\n\nSTORAGE_IAM_ROLE=r # old\nB=2\n", "A=1\n\nB=2\n\n# h\nSTORAGE_PROVIDER=minio\n"),
+])
+def test_merge_env_keeps_every_byte_but_the_values(existing: str, expected: str) -> None:
+    from provision.render import ENV_KEYS, merge_env
+
+    assert merge_env(existing, "# h\nSTORAGE_PROVIDER=minio\n", ENV_KEYS) == expected

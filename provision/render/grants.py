@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from provision.errors import BadInput
 from provision.models import Grant
+from provision.output import secrets_of
 
 S3_COMPATIBLE = {"minio"}
 """Supervisely storage providers spoken over the S3 API: the only ones whose ``remote_links.yml`` connection and
@@ -30,6 +31,4 @@ def grant_bucket(grant: Grant, bucket: str | None) -> str:
 
 def holds_secret(grant: Grant) -> bool:
     """True when ``grant`` carries a secret string (secret key, SAS token) that rendered files may hold."""
-    from provision.output import secrets_of
-
     return bool(secrets_of(grant))

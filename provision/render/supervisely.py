@@ -200,7 +200,7 @@ def merge_override(path: Path, data: Any, fragment: dict[str, Any]) -> Any:
                 inherited = list(service.get("volumes") or [])  # from a `<<` merge key, or none
                 service["volumes"] = [v for v in inherited if _volume_target(v) not in targets] + ours["volumes"]
             elif not isinstance(volumes, list):
-                raise BadInput(f"{path}: services.{name}.volumes is {yamlfile._kind(volumes)}, not a list",
+                raise BadInput(f"{path}: services.{name}.volumes is {yamlfile.kind_of(volumes)}, not a list",
                                "fix or move the file")
             else:
                 kept = [v for v in volumes if _volume_target(v) not in targets]
@@ -235,7 +235,7 @@ def _merge_environment(path: Path, service: Any, env: Any, ours: dict[str, str],
             elif env[at[0]] != line:
                 env[at[0]] = line
     else:
-        raise BadInput(f"{path}: services.{name}.environment is {yamlfile._kind(env)}, not a mapping or list",
+        raise BadInput(f"{path}: services.{name}.environment is {yamlfile.kind_of(env)}, not a mapping or list",
                        "fix or move the file")
 
 
@@ -257,7 +257,7 @@ def merge_links(path: Path, data: Any, connection: str, want: dict[str, Any]) ->
     entry = data.get(connection)
     if not isinstance(entry, dict):
         if entry is not None:
-            raise BadInput(f"{path}: {connection} is {yamlfile._kind(entry)}, not a mapping", "fix or move the file")
+            raise BadInput(f"{path}: {connection} is {yamlfile.kind_of(entry)}, not a mapping", "fix or move the file")
         data[connection] = dict(want)
         return data
     for key in [k for k in entry if k not in want]:

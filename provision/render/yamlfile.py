@@ -264,7 +264,8 @@ def edit(path: Path, old: str | None, change: Callable[[Any], Any]) -> str:
     raise BadInput(f"{path} would not read back as intended after the merge", "report this as a bug")
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """How ``value`` is named in messages: ``a mapping``, ``a list``, ``a string``, with its YAML tag if any."""
     tag = getattr(getattr(value, "tag", None), "value", None)
     kind = {dict: "a mapping", list: "a list", str: "a string"}.get(
         next((t for t in (dict, list, str) if isinstance(value, t)), type(None)), type(value).__name__)
@@ -289,5 +290,5 @@ def own_mapping(parent: Any, key: str, path: Path, where: str) -> Any:
         parent[key] = CommentedMap()
         return parent[key]
     if not isinstance(value, dict):
-        raise BadInput(f"{path}: {where} is {_kind(value)}, not a mapping", "fix or move the file")
+        raise BadInput(f"{path}: {where} is {kind_of(value)}, not a mapping", "fix or move the file")
     return value
