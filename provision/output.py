@@ -41,11 +41,29 @@ def emit_json(document: Any) -> None:
     sys.stdout.flush()
 
 
+# ---- secret masking -------------------------------------------------------------------------------------------
 def mask(value: str) -> str:
-    """A secret as shown in output (`provision.render.mask`, imported only when needed)."""
-    from provision.render import mask as render_mask
+    """A secret as shown in output: none of its characters, only its length (``****(40 chars, masked)``)."""
+    return f"****({len(value)} chars, masked)"
 
-    return render_mask(value)
+
+def secrets_of(grant: Grant) -> list[str]:
+    """The secret strings of ``grant`` (secret key, SAS token, and the SAS signature on its own), to mask wherever
+    they would be printed. Returns an empty list for a grant without a secret (IAM role, key file, keyless)."""
+    found = [s for s in (getattr(grant.auth, "secret_key", None), getattr(grant.auth, "token", None)) if s]
+    token = getattr(grant.auth, "token", None)
+    if token:
+        from urllib.parse import parse_qs
+
+        found += [sig for sig in parse_qs(token).get("sig", []) if sig]
+    return found
+
+
+def mask_text(text: str, secrets: list[str]) -> str:
+    """``text`` with each of ``secrets`` (longest first) replaced by `mask` of it."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, mask(secret))
+    return text
 
 
 def grant_view(grant: Grant, show_secrets: bool) -> dict[str, Any]:

@@ -75,7 +75,9 @@ def test_existing_env_keeps_every_other_byte(tmp_path: Path) -> None:
     files = render_supervisely(MODES["key_pair"], tmp_path, "c")
     write(files)
     new = (tmp_path / ".env").read_bytes().decode()
-    expected = SUPERVISELY_ENV.replace("STORAGE_PROVIDER=http   # local disk\n", "STORAGE_PROVIDER=minio\n").replace(
+    # a managed line keeps its inline comment (and its `export`, indentation and line ending): only the value changes
+    expected = SUPERVISELY_ENV.replace("STORAGE_PROVIDER=http   # local disk\n",
+                                       "STORAGE_PROVIDER=minio   # local disk\n").replace(
         "STORAGE_ACCESS_KEY=old-key\n", "STORAGE_ACCESS_KEY=AKIAEXAMPLEEXAMPLE12\n")
     assert new.startswith(expected + "\n"), new
     appended = new[len(expected) + 1:]
