@@ -777,9 +777,11 @@ def test_manifest_from_azure_headers(cli: Cli, azure_admin: AzureAdmin, prefix: 
 def test_profile_with_connection_string_redacts_only_the_key() -> None:
     profile = Profile(provider="azure", prefix="acme", connection_string=(
         "DefaultEndpointsProtocol=https;AccountName=acmeprov;AccountKey=c2VjcmV0;EndpointSuffix=core.windows.net"))
+    given = profile.model_dump()
     provider = AzureProvider(profile)
-    assert provider.data_plane and provider.profile.connection_string == (
+    assert provider.data_plane and provider.resolved_inputs()["connection_string"] == (
         "DefaultEndpointsProtocol=https;AccountName=acmeprov;EndpointSuffix=core.windows.net;")
+    assert profile.model_dump() == given  # check() keeps what it resolves on the provider, not in the profile
     access = provider.data_access()
     assert (access.name, access.blob_url, access.public) == ("acmeprov", "https://acmeprov.blob.core.windows.net",
                                                              True)
@@ -787,3 +789,156 @@ def test_profile_with_connection_string_redacts_only_the_key() -> None:
     grant = provider.grant(access, SasToken(account_name="acmeprov", token="sv=x", expires_at=datetime.now(
         timezone.utc)))
     assert (grant.endpoint, grant.endpoint_url) == ("https://acmeprov.blob.core.windows.net", None)
+
+
+# ---- pure parts: SAS permissions, options, the probe table, the retry budget ------------------------------------
+def test_sas_permissions_per_access() -> None:
+    from provision.policies import SAS_RESOURCE_TYPES, SAS_SERVICES, sas_permissions
+    from provision.providers.azure.sas import describe_sas
+
+    assert sas_permissions(Access.readonly) == "rl"
+    assert sas_permissions(Access.full) == "racwdl"
+    assert (SAS_SERVICES, SAS_RESOURCE_TYPES) == ("b", "co")
+    assert describe_sas(Access.readonly) == "ss=b srt=co sp=rl spr=https"
+    assert describe_sas(Access.full) == "ss=b srt=co sp=racwdl spr=https"
+
+
+def test_options_resolve_the_credential_without_changing_the_profile() -> None:
+    from provision.errors import BadInput
+    from provision.providers.azure.options import AzureOptions
+
+    now = datetime(2027, 1, 1, tzinfo=timezone.utc)
+    key = AzureOptions(account_key=True).credential(Access.readonly, False, now)
+    assert (key.mode, key.access, key.principal_id) == ("account_key", Access.full, None)
+    with pytest.raises(BadInput, match="--account-key cannot be read-only"):
+        AzureOptions(account_key=True).credential(Access.readonly, True, now)
+    keyless = AzureOptions(keyless=True, principal_id=PRINCIPAL.upper()).credential(Access.full, True, now)
+    assert (keyless.mode, keyless.access, keyless.principal_id) == ("keyless", Access.full, PRINCIPAL)
+    sas = AzureOptions(sas_expiry="12h", renew_before="2h").credential(Access.readonly, False, now)
+    assert (sas.mode, sas.expiry.lifetime, sas.renew_before, sas.expiry_error) == (
+        "sas", timedelta(hours=12), timedelta(hours=2), None)
+    past = AzureOptions(sas_expiry="2026-01-01T00:00:00Z").credential(Access.readonly, False, now)
+    assert past.expiry is None and "it is in the past" in str(past.expiry_error)
+    for options, message in ((AzureOptions(principal_id=PRINCIPAL), "only used with --keyless"),
+                             (AzureOptions(keyless=True), "needs the managed identity's principal id"),
+                             (AzureOptions(keyless=True, principal_id=PRINCIPAL, renew_before="1d"),
+                              "--renew-before applies to a SAS, not to --keyless"),
+                             (AzureOptions(renew_before="0h"), "it must be positive")):
+        with pytest.raises(BadInput, match=message):
+            options.credential(Access.readonly, False, now)
+    with pytest.raises(BadInput, match="--harden needs the management plane, which --env sandbox does not use"):
+        AzureOptions(harden=True).check_plane(sandbox=True, data_plane=True)
+    with pytest.raises(BadInput, match="no storage account given"):
+        AzureOptions().check_plane(sandbox=False, data_plane=False)
+    AzureOptions(account="acmeprov", subscription=SUBSCRIPTION).check_plane(sandbox=False, data_plane=False)
+    assert AzureOptions(account="acmeprov").group == "provision-acmeprov"
+
+    profile = Profile(provider="azure", prefix="acme", sandbox=True, account_key=True)
+    given = profile.model_dump()
+    inputs = AzureProvider(profile).resolved_inputs()
+    assert profile.model_dump() == given and profile.access == Access.readonly
+    assert inputs == dict(profile.model_dump(mode="json"), access="full")
+    keyless_profile = Profile(provider="azure", prefix="acme", account="acmeprov", keyless=True,
+                              principal_id=PRINCIPAL.upper())
+    assert AzureProvider(keyless_profile).resolved_inputs()["principal_id"] == PRINCIPAL
+    assert keyless_profile.principal_id == PRINCIPAL.upper()
+
+
+def test_connection_string_choice() -> None:
+    from provision.providers.azure.options import choose_connection_string, without_key
+
+    full = "DefaultEndpointsProtocol=https;AccountName=acme;AccountKey=eA==;EndpointSuffix=core.windows.net"
+    stored = without_key(full)
+    assert stored == "DefaultEndpointsProtocol=https;AccountName=acme;EndpointSuffix=core.windows.net;"
+    assert choose_connection_string(None, None) is None
+    assert choose_connection_string(full, None) == full
+    assert choose_connection_string(None, full) == full
+    assert choose_connection_string(stored, full) == full  # the key comes from the environment
+    other = full.replace("acme", "other")
+    assert choose_connection_string(stored, other) == stored  # another account's key is not used
+    assert choose_connection_string(full, other) == full
+
+
+def _probe_rows(key_mode: bool, full: bool, other_account: bool) -> list[tuple[str, str, bool]]:
+    from unittest.mock import MagicMock
+
+    from provision.providers.azure.verify import ProbeNames, probe_table
+
+    names = ProbeNames.new("t0")
+    other = ("otheracct", MagicMock()) if other_account else None
+    return [(p.operation, p.target, p.allowed)
+            for p in probe_table(["c1", "c2"], MagicMock(), MagicMock(), names, key_mode, full, other)]
+
+
+def test_probe_table_per_mode() -> None:
+    blob, scope = ".provision-verify/t0", "an account SAS covers every container of the account"
+
+    def table(write: bool, key: bool, scope: str) -> list[tuple[str, str, bool]]:
+        rows = []
+        for c in ("c1", "c2"):
+            rows += [("ListBlobs", c, True), ("GetBlob", f"{c}/{blob}", True), ("GetContainerProperties", c, True),
+                     ("PutBlob", f"{c}/{blob}.w", write), ("SetContainerMetadata", f"{c} (unchanged values)", write),
+                     ("SetContainerAcl", f"{c} (unchanged values)", key), ("DeleteBlob", f"{c}/{blob}", write)]
+        return rows + [
+            ("ListContainers", "(account)", key), ("CreateContainer", "provision-verify-t0-new", write),
+            ("DeleteContainer", "provision-verify-t0-new", write),
+            ("ListBlobs", f"provision-verify-t0 (another container: {scope})", True),
+            ("GetBlob", f"provision-verify-t0/{blob} (another container)", True),
+            ("PutBlob", f"provision-verify-t0/{blob}.w (another container)", write)]
+
+    another_account = [("GetBlob", f"otheracct/provision-verify-t0/{blob} (another account)", False),
+                       ("ListBlobs", "otheracct/provision-verify-t0 (another account)", False)]
+    readonly = table(False, False, scope)
+    assert _probe_rows(key_mode=False, full=False, other_account=True) == readonly + another_account
+    assert _probe_rows(key_mode=False, full=False, other_account=False) == readonly
+    assert len(readonly + another_account) == 22 and len(readonly) == 20  # what `provision azure` reports
+    assert _probe_rows(key_mode=False, full=True, other_account=True) == table(True, False, scope) + another_account
+    assert _probe_rows(key_mode=True, full=True, other_account=False) == table(True, True, "account key")
+    # the rows a readonly SAS must pass are exactly the SAS_TABLE above (Azurite's enforcement)
+    assert {op for op, (ro, _) in SAS_TABLE.items() if ro == "allow"} == {
+        op + (f" ({w})" if (w := next((x for x in ("another container", "another account") if x in target), None))
+              else "") for op, target, allowed in readonly + another_account if allowed}
+
+
+def test_probe_outcome_and_runner() -> None:
+    from provision.providers.azure.verify import outcome
+    from provision.providers.base import Probe, run_probes
+
+    def refused(status: int, code: str | None = None) -> HttpResponseError:
+        exc = HttpResponseError("refused")
+        exc.status_code = status
+        exc.error_code = code  # type: ignore[attr-defined]
+        return exc
+
+    assert outcome(refused(403)) == "deny"
+    assert outcome(refused(400, "AuthorizationResourceTypeMismatch")) == "deny"
+    assert outcome(refused(404, "ContainerNotFound")) == "error: ContainerNotFound"
+    assert outcome(refused(409)) == "error: 409"
+    assert outcome(ValueError("not the service")) is None
+
+    def deny() -> None:
+        raise refused(403, "AuthorizationPermissionMismatch")
+
+    rows = run_probes([Probe("GetBlob", "c/k", True, lambda: b"x"), Probe("PutBlob", "c/k", False, deny)], outcome)
+    assert [(r.operation, r.expected, r.actual, r.ok) for r in rows] == [
+        ("GetBlob", "allow", "allow", True), ("PutBlob", "deny", "deny", True)]
+
+
+def test_sdk_attempts_set_the_retry_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from provision.errors import BadInput
+    from provision.providers.azure.options import AzureOptions
+    from provision.providers.azure.sdk import DEFAULT_RETRIES, SDK_ATTEMPTS_ENV, AccountAccess, AzureSdk, retries
+
+    access = AccountAccess(name="acme", blob_url="https://acme.blob.core.windows.net", verify=True, keys=dict)
+    monkeypatch.delenv(SDK_ATTEMPTS_ENV, raising=False)
+    assert retries() == DEFAULT_RETRIES == 3
+    assert AzureSdk.blob_service(access, "sv=x")._config.retry_policy.total_retries == 3
+    monkeypatch.setenv(SDK_ATTEMPTS_ENV, "2")
+    assert retries() == 1
+    assert AzureSdk.blob_service(access, "sv=x")._config.retry_policy.total_retries == 1
+    monkeypatch.setenv("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000001")
+    client = AzureSdk(AzureOptions(), False, None).mgmt("storage", SUBSCRIPTION)
+    assert client._config.retry_policy.total_retries == 1
+    monkeypatch.setenv(SDK_ATTEMPTS_ENV, "0")
+    with pytest.raises(BadInput, match="PROVISION_SDK_ATTEMPTS='0' is not a whole number of attempts"):
+        retries()
