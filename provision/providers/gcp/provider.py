@@ -32,7 +32,7 @@ from provision.providers.gcp.credentials import (
 )
 from provision.providers.gcp.objects import GcsObjects
 from provision.providers.gcp.options import SANDBOX_NOTE, GcsOptions
-from provision.providers.gcp.verify import verify
+from provision.providers.gcp.verify import verify as verify_grant
 
 INTEROP_ENDPOINT = "storage.googleapis.com"
 """Cloud Storage's S3-interoperable (XML API) host, where HMAC keys work (Supervisely's ``minio`` provider);
@@ -209,7 +209,7 @@ class GcsProvider(BaseProvider):
     # ---- verify and data ----------------------------------------------------------------------------------------
     def verify(self, state: Any) -> list[VerifyRow]:
         """Probe the stored credential against its grant (`provision.providers.gcp.verify.verify`)."""
-        return verify(self.clients, state.grant, self.location)
+        return verify_grant(self.clients, state.grant, self.location)
 
     def objects(self, state: Any, bucket: str, write: bool) -> GcsObjects:
         """A `GcsObjects` store for ``bucket``: the grant's key file when it can do the job (`grant_credential`)

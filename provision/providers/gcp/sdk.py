@@ -106,7 +106,8 @@ def sdk_attempts() -> int | None:
 @functools.cache
 def _retry_class() -> type:
     """``google.api_core.retry.Retry`` that also stops after `sdk_attempts` tries of one call (each call the
-    SDK wraps counts its own tries; the time budget still applies). Built once, on first use."""
+    SDK wraps counts its own tries; the time budget still applies). Built once, on first use. Its instances take
+    no ``on_error`` of their own (the cap counts through the per-call ``on_error``)."""
     from google.api_core.retry import Retry
 
     class AttemptsRetry(Retry):  # type: ignore[misc]
