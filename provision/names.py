@@ -215,6 +215,8 @@ def check_principal_id(value: str) -> str:
 _GCS_CHARS = re.compile(r"^[a-z0-9._-]+$")
 _SA_ID = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])$")
 _PROJECT = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$|^[a-z0-9.-]+:[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+_GCS_LOCATION = re.compile(r"^[A-Za-z][A-Za-z0-9+-]{1,62}$")
+_SA_EMAIL = re.compile(r"^([a-z0-9][-a-z0-9]{0,62})@[a-z0-9][-a-z0-9.]*\.gserviceaccount\.com$")
 
 
 def check_gcs_bucket(name: str) -> str:
@@ -281,6 +283,45 @@ def check_project(project: str) -> str:
         raise BadInput(f"invalid --project {project!r}: project ids are 6–30 lowercase letters, digits and '-', "
                        "starting with a letter", "pass the project id (not its name or number)")
     return project
+
+
+def check_gcs_location(location: str) -> str:
+    """Check the shape of a Cloud Storage bucket location (``US``, ``EU``, ``europe-west1``, ``nam4`` ...).
+
+    Rule: https://cloud.google.com/storage/docs/locations — a multi-region, dual-region or region name: a letter,
+    then 2–63 letters, digits, ``-`` or ``+``. Whether the location exists is left to Cloud Storage.
+
+    Returns:
+        The location, unchanged.
+
+    Raises:
+        BadInput: the value cannot be a location.
+    """
+    if not _GCS_LOCATION.match(location):
+        raise BadInput(f"invalid --location {location!r}", "pass a Cloud Storage location such as US, EU or "
+                       "europe-west1")
+    return location
+
+
+def service_account_email_id(email: str) -> str:
+    """The id part of a service-account email: ``<id>@<project>.iam.gserviceaccount.com``, or a Google-managed
+    account such as Compute Engine's default ``<number>-compute@developer.gserviceaccount.com`` (only adopted,
+    never created).
+
+    Rule: https://cloud.google.com/iam/docs/service-account-overview (service-account emails end in
+    ``.gserviceaccount.com``).
+
+    Returns:
+        The part before ``@``.
+
+    Raises:
+        BadInput: not a service-account email.
+    """
+    match = _SA_EMAIL.match(email)
+    if not match:
+        raise BadInput(f"invalid --service-account {email!r}: not a service-account email",
+                       "pass an id such as provision-acme-ro, or <id>@<project>.iam.gserviceaccount.com")
+    return match.group(1)
 
 
 # ---- durations and instants ---------------------------------------------------------------------------------------

@@ -19,9 +19,13 @@ from urllib.parse import parse_qs
 import pytest
 import yaml
 from PIL import Image
+from pydantic import ValidationError
 
 from provision import sandbox
-from provision.providers.gcp import IAM_ENDPOINT_ENV, SANDBOX_NOTE
+from provision.errors import BadInput
+from provision.models import Access, Grant, KeyFile
+from provision.providers.gcp import IAM_ENDPOINT_ENV, SANDBOX_NOTE, GcsOptions, sdk
+from provision.providers.gcp.verify import Setup, hmac_probes, json_api_outcome, key_file_probes, xml_api_outcome
 from tests.conftest import Cli, GcsAdmin, read_state
 from tests.gcp_fake import FakeGoogle
 
@@ -741,3 +745,161 @@ def test_a_lost_create_answer_is_retried_and_the_bucket_stays_tracked(cli: Cli, 
                                                     for r in read_state()["resources"]}
     assert cli("destroy", "--env", "sandbox", "--yes").exit_code == 0
     assert buckets_with(gcs_admin, prefix) == []
+
+
+# ---- pure parts: the profile's GCS fields, the probe table, the SDK's retry budget ----------------------------
+OPTION_BAD = [
+    ({"hmac": True, "keyless": True}, False, "--hmac and --keyless are mutually exclusive"),
+    ({"keyless": True, "location": "eu west"}, True, "invalid --location 'eu west'"),
+    ({"project": PROJECT, "location": "-EU"}, False, "invalid --location '-EU'"),
+    ({}, True, f"{SANDBOX_NOTE}; a JSON key file cannot be issued here"),
+    ({"hmac": True}, True, f"{SANDBOX_NOTE}; an HMAC key cannot be issued here"),
+    ({"keyless": True, "project": "Demo"}, True, "invalid --project 'Demo'"),
+    ({}, False, "no --project given"),
+    ({"project": "proj"}, False, "invalid --project 'proj'"),
+    ({"project": PROJECT, "service_account": "abc"}, False, "invalid --service-account 'abc'"),
+    ({"project": PROJECT, "service_account": "someone@gmail.com"}, False, "not a service-account email"),
+]
+
+
+@pytest.mark.parametrize("fields, in_sandbox, message", OPTION_BAD)
+def test_options_refuse_with_one_line_naming_the_rule(fields: dict[str, Any], in_sandbox: bool,
+                                                      message: str) -> None:
+    with pytest.raises(BadInput) as refused:
+        GcsOptions(**fields).check(in_sandbox)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("fields, in_sandbox", [
+    ({"keyless": True}, True), ({"keyless": True, "project": "demo", "location": "europe-west1"}, True),
+    ({"project": PROJECT}, False), ({"project": "example.com:proj-test", "hmac": True}, False),
+    ({"project": PROJECT, "service_account": "123-compute@developer.gserviceaccount.com", "keyless": True}, False),
+])
+def test_options_accept(fields: dict[str, Any], in_sandbox: bool) -> None:
+    GcsOptions(**fields).check(in_sandbox)
+
+
+def test_options_name_the_service_account() -> None:
+    plain = GcsOptions(project=PROJECT)
+    assert plain.bucket_location == "US" and not plain.by_email
+    assert plain.account_id("acme", Access.readonly) == "provision-acme-ro"
+    assert plain.account_id("Very_Long.Bucket-Name-2024", Access.full) == "provision-very-long-bucket-rw"
+    assert plain.account_email("provision-acme-ro") == sa_email("provision-acme-ro")
+    scoped = GcsOptions(project="example.com:proj-test", service_account="given-id")
+    assert scoped.account_id("acme", Access.full) == "given-id"
+    assert scoped.account_email("given-id") == "given-id@proj-test.example.com.iam.gserviceaccount.com"
+    vm = GcsOptions(project=PROJECT, service_account="123-compute@developer.gserviceaccount.com", location="EU")
+    assert vm.by_email and vm.bucket_location == "EU"
+    assert vm.account_id("acme", Access.readonly) == "123-compute"
+    assert vm.account_email("123-compute") == "123-compute@developer.gserviceaccount.com"
+    with pytest.raises(ValidationError, match="region"):  # only the GCS fields
+        GcsOptions(region="us-east-1")  # type: ignore[call-arg]
+
+
+def probe_setup(access: Access) -> Setup:
+    grant = Grant(provider="gcs", storage_provider="google", access=access, buckets=["b-one", "b-two"],
+                  endpoint="storage.googleapis.com", auth=KeyFile(path="/k.json"))
+    setup = Setup.new(grant, PROJECT)
+    assert setup.probe.startswith(".provision-verify/") and setup.other.startswith("provision-verify-")
+    return setup
+
+
+def table(probes: Any) -> list[tuple[str, str, str]]:
+    return [(p.operation, p.target, "allow" if p.allowed else "deny") for p in probes]
+
+
+@pytest.mark.parametrize("access", [Access.readonly, Access.full])
+def test_key_file_probe_table(access: Access) -> None:
+    s = probe_setup(access)
+    write = "allow" if access == Access.full else "deny"
+    policies: list[str] = []
+    rows = table(key_file_probes(None, policies.append, s))  # building the table calls no client
+    per_bucket = [[("objects.list", b, "allow"), ("objects.get", f"{b}/{s.probe}", "allow"),
+                   ("buckets.get", b, "allow"), ("objects.create", f"{b}/{s.probe}.w", write),
+                   ("objects.delete", f"{b}/{s.probe}", write), ("buckets.setIamPolicy", b, "deny")]
+                  for b in ("b-one", "b-two")]
+    other = f"{s.other} (another bucket)"
+    assert rows == per_bucket[0] + per_bucket[1] + [
+        ("buckets.list", f"project {PROJECT}", "deny"), ("objects.list", other, "deny"),
+        ("objects.get", other, "deny"), ("objects.create", other, "deny")]
+    assert policies == ["b-one", "b-two"]  # the current policy is read (by the admin) to be sent back
+
+
+@pytest.mark.parametrize("access", [Access.readonly, Access.full])
+def test_hmac_probe_table(access: Access) -> None:
+    s = probe_setup(access)
+    write = "allow" if access == Access.full else "deny"
+    other = f"{s.other} (another bucket)"
+    assert table(hmac_probes(None, s)) == [
+        row for b in ("b-one", "b-two") for row in (
+            ("ListObjectsV2", b, "allow"), ("GetObject", f"{b}/{s.probe}", "allow"),
+            ("PutObject", f"{b}/{s.probe}.w", write), ("DeleteObject", f"{b}/{s.probe}", write))] + [
+        ("ListBuckets", "*", "deny"), ("ListObjectsV2", other, "deny"), ("PutObject", other, "deny")]
+
+
+def test_probe_outcomes() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError
+    from google.api_core.exceptions import Forbidden, NotFound, Unauthorized
+    from google.auth.exceptions import RefreshError
+
+    assert [json_api_outcome(e) for e in (Forbidden("no"), Unauthorized("no"), NotFound("gone"),
+                                          RefreshError("bad key"), ValueError("x"))] == [
+        "deny", "deny", "error: 404", "error: RefreshError", None]
+
+    def client_error(code: str, status: int) -> ClientError:
+        return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
+
+    assert [xml_api_outcome(e) for e in (client_error("AccessDenied", 403), client_error("Forbidden", 400),
+                                         client_error("NoSuchKey", 404), EndpointConnectionError(endpoint_url="x"),
+                                         ValueError("x"))] == [
+        "deny", "deny", "error: NoSuchKey", "error: EndpointConnectionError", None]
+
+
+@pytest.mark.parametrize("make_retry, error", [
+    (sdk.iam_retry, "ServiceUnavailable"), (sdk.storage_retry, "ConnectionError")])
+def test_sdk_attempts_cap_each_retried_call(monkeypatch: pytest.MonkeyPatch, make_retry: Any, error: str) -> None:
+    import requests
+    from google.api_core.exceptions import ServiceUnavailable
+
+    failure = {"ServiceUnavailable": ServiceUnavailable("down"), "ConnectionError": requests.ConnectionError("x")}
+    calls: list[int] = []
+
+    def flaky(fail: int) -> str:
+        calls.append(1)
+        if len(calls) <= fail:
+            raise failure[error]
+        return "ok"
+
+    monkeypatch.delenv(sdk.ATTEMPTS_ENV, raising=False)
+    retry = make_retry()
+    assert retry(flaky)(3) == "ok" and len(calls) == 4  # unset: only the time budget bounds the retries
+    monkeypatch.setenv(sdk.ATTEMPTS_ENV, "2")
+    for _ in range(2):  # each call counts its own attempts, also through the same retry object
+        calls.clear()
+        with pytest.raises(type(failure[error])):
+            retry(flaky)(3)
+        assert len(calls) == 2
+    calls.clear()
+    assert retry(flaky)(1) == "ok" and len(calls) == 2
+    monkeypatch.setenv(sdk.ATTEMPTS_ENV, "1")
+    calls.clear()
+    with pytest.raises(type(failure[error])):
+        make_retry()(flaky)(1)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_sdk_attempts_must_be_a_whole_number(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(sdk.ATTEMPTS_ENV, value)
+    with pytest.raises(BadInput, match=sdk.ATTEMPTS_ENV):
+        sdk.sdk_attempts()
+
+
+def test_sdk_errors_are_described_on_one_line() -> None:
+    from google.api_core.exceptions import Forbidden, RetryError
+
+    denied = Forbidden("POST http://x/b: caller may not\nsecond line")
+    assert sdk.describe(denied) == "403 POST http://x/b: caller may not"
+    assert sdk.describe(RetryError("Timeout of 15.0s exceeded", denied)) == (
+        "Timeout of 15.0s exceeded, last exception: 403 POST http://x/b: caller may not")
+    assert sdk.describe(ValueError("")) == "ValueError"

@@ -1,0 +1,141 @@
+"""Buckets: create them locked down (uniform bucket-level access, public access prevention enforced), adopt
+existing ones, and harden what is not locked down. Source of both settings:
+https://cloud.google.com/storage/docs/uniform-bucket-level-access and
+https://cloud.google.com/storage/docs/public-access-prevention.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provision.errors import CloudRefused
+from provision.ledger import Plan
+from provision.models import Resource
+from provision.providers.gcp.sdk import TIMEOUT, storage_retry
+
+SECURE = "uniform bucket-level access, public access prevention enforced"
+"""How a locked-down bucket is reported."""
+
+
+def locked_down(bucket: Any) -> Any:
+    """Set uniform bucket-level access on and public access prevention ``enforced`` on a bucket object (no
+    request); returns it."""
+    bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+    bucket.iam_configuration.public_access_prevention = "enforced"
+    return bucket
+
+
+def insecure(bucket: Any) -> list[str]:
+    """What is not locked down on ``bucket`` (as read from Cloud Storage): uniform bucket-level access off,
+    public access prevention not ``enforced``. Empty when both are set."""
+    config = bucket.iam_configuration
+    problems = []
+    if not config.uniform_bucket_level_access_enabled:
+        problems.append("uniform bucket-level access off")
+    if config.public_access_prevention != "enforced":
+        problems.append(f"public access prevention {config.public_access_prevention!r}")
+    return problems
+
+
+def harden(bucket: Any) -> None:
+    """PATCH uniform bucket-level access on and public access prevention ``enforced``, guarded by the
+    metageneration read (a concurrent change of the bucket's settings makes it fail rather than be overwritten)."""
+    locked_down(bucket).patch(if_metageneration_match=bucket.metageneration, retry=storage_retry(), timeout=TIMEOUT)
+
+
+def ensure_bucket(storage: Any, name: str, project: str, location: str, harden_adopted: bool, state: Any,
+                  plan: Plan, refused: tuple[type[BaseException], ...]) -> None:
+    """Create bucket ``name`` locked down, or adopt it when it exists; harden it when Cloud Storage dropped the
+    settings from the insert (the emulator does), when `provision` created it, or when ``harden_adopted``.
+
+    Args:
+        storage: the admin's google-cloud-storage client.
+        name: the bucket name (checked).
+        project: the project that gets a new bucket. location: its location.
+        harden_adopted: ``--harden``: fix an adopted bucket's settings instead of only reporting them.
+        state: the grant's record (read). plan: the ledger.
+        refused: the SDK's "the service answered with an error" types (a refused create is forgotten).
+
+    Raises:
+        CloudRefused: the name belongs to another project (403 on read, or 409 on create for a bucket these
+            credentials cannot see). The SDK's errors otherwise.
+    """
+    from google.api_core.exceptions import Conflict, Forbidden
+
+    try:
+        bucket = storage.lookup_bucket(name, retry=storage_retry(), timeout=TIMEOUT)
+    except Forbidden:
+        raise CloudRefused(f"bucket {name!r} exists but belongs to someone else (or the admin credentials may "
+                           "not see it)", "choose another bucket name") from None
+    if bucket is None:
+        resource = Resource(kind="bucket", name=name, created=True)
+        try:
+            bucket = plan.create(resource, f"in {location}, {SECURE}", storage.create_bucket, refused=refused,
+                                 bucket_or_name=locked_down(storage.bucket(name)), project=project,
+                                 location=location, retry=storage_retry(), timeout=TIMEOUT)
+        except Conflict:
+            # The SDK retries a create whose answer was lost: a 409 then usually means our first attempt worked.
+            # A bucket these credentials can see now (it was absent a moment ago) is ours: keep it tracked; one
+            # they cannot see belongs to someone else.
+            try:
+                bucket = storage.lookup_bucket(name, retry=storage_retry(), timeout=TIMEOUT)
+            except Forbidden:
+                bucket = None
+            if bucket is None:
+                raise CloudRefused(f"bucket name {name!r} is taken by another project",
+                                   "Cloud Storage bucket names are global; choose another") from None
+            plan.record(resource)
+        if bucket is None:  # planned, not created
+            return
+        missing = insecure(bucket)
+        if missing:  # the service dropped settings from the insert body (the emulator does): set them now
+            plan.update("bucket", name, f"the service ignored them on create: {'; '.join(missing)} → set", harden,
+                        bucket=bucket)
+        return
+    record = state.find("bucket", name)
+    ours = record is not None and record.created
+    where = f" (in {bucket.location}, not {location} as asked)" if (
+        bucket.location or "").upper() != location.upper() else ""
+    plan.adopt(Resource(kind="bucket", name=name, created=False), f"exists{where}; adopted (destroy never deletes it)")
+    missing = insecure(bucket)
+    if not missing:
+        plan.note("no change", "bucket", name, SECURE)
+    elif ours or harden_adopted:
+        plan.update("bucket", name, f"{'; '.join(missing)} → {SECURE}", harden, bucket=bucket)
+    else:
+        plan.note("no change", "bucket", name, f"not hardened: {'; '.join(missing)} (pass --harden to fix; "
+                  "uniform access turns off object ACLs)")
+
+
+def holds_objects(storage: Any, name: str) -> bool:
+    """True when bucket ``name`` holds any object (any generation); False when it is empty or gone."""
+    from google.api_core.exceptions import NotFound
+
+    try:
+        return any(True for _ in storage.list_blobs(name, max_results=1, versions=True, retry=storage_retry(),
+                                                    timeout=TIMEOUT))
+    except NotFound:
+        return False
+
+
+def delete_bucket(storage: Any, name: str, plan: Plan) -> None:
+    """Delete every object (every generation) of bucket ``name``, a page of 1,000 per reported change, then the
+    bucket (reached only with ``--delete-data`` or when it is empty).
+
+    Raises:
+        google.api_core.exceptions.NotFound: the bucket is gone. The SDK's errors otherwise.
+    """
+    page: list[Any] = []
+
+    def delete(blobs: list[Any]) -> None:
+        for blob in blobs:
+            blob.delete(retry=storage_retry(), timeout=TIMEOUT)
+
+    for blob in storage.list_blobs(name, versions=True, retry=storage_retry(), timeout=TIMEOUT):
+        page.append(storage.bucket(name).blob(blob.name, generation=blob.generation))
+        if len(page) == 1000:
+            plan.delete("objects", name, f"{len(page)} objects", delete, blobs=page)
+            page = []
+    if page:
+        plan.delete("objects", name, f"{len(page)} objects", delete, blobs=page)
+    plan.delete("bucket", name, "bucket", storage.bucket(name).delete, retry=storage_retry(), timeout=TIMEOUT)
