@@ -218,3 +218,129 @@ def test_verify_catches_an_over_broad_key(cli: Cli, admin: Admin, prefix: str) -
     result = cli("verify", "--env", "sandbox")
     assert result.exit_code == 5
     assert "PutObject" in result.stderr
+
+
+# ---- unit tests of the provider package (no server) ----------------------------------------------------------------
+
+def test_probe_table_rows_for_readonly_and_full() -> None:
+    """Every row of the verify probe table: operation, target and expected verdict, for both access levels; each
+    probe calls the key's client (the multipart probe's clean-up the admin's), with the row's bucket and key."""
+    from unittest.mock import MagicMock
+
+    from provision.providers.aws.verify import probe_table
+
+    def rows(full: bool) -> list[tuple[str, str, bool]]:
+        user, admin = MagicMock(), MagicMock()
+        table = probe_table(user, admin, ["b1", "b2"], full, "k", "other")
+        return [(p.operation, p.target, p.allowed) for p in table]
+
+    def per_bucket(b: str, full: bool) -> list[tuple[str, str, bool]]:
+        return [("ListObjectsV2", b, True), ("GetObject", f"{b}/k", True), ("GetBucketLocation", b, True),
+                ("PutObject", f"{b}/k.w", full), ("DeleteObject", f"{b}/k", full),
+                ("CreateMultipartUpload", f"{b}/k.m", full), ("PutBucketPolicy", b, False)]
+
+    tail = [("ListBuckets", "*", False), ("ListObjectsV2", "other (another bucket)", False),
+            ("PutObject", "other (another bucket)", False)]
+    for full in (False, True):
+        assert rows(full) == per_bucket("b1", full) + per_bucket("b2", full) + tail
+
+    user, admin = MagicMock(), MagicMock()
+    table = probe_table(user, admin, ["b1"], True, "k", "other")
+    for probe in table:
+        probe.call()
+    assert [c[0] for c in user.method_calls] == ["list_objects_v2", "get_object", "get_bucket_location", "put_object",
+                                                 "delete_object", "create_multipart_upload", "put_bucket_policy",
+                                                 "list_buckets", "list_objects_v2", "put_object"]
+    assert user.method_calls[1].kwargs == {"Bucket": "b1", "Key": "k"}
+    assert user.method_calls[8].kwargs == {"Bucket": "other"}
+    assert admin.method_calls == []  # building and calling the probes never uses the admin...
+    multipart = next(p for p in table if p.operation == "CreateMultipartUpload")
+    assert multipart.then is not None and all(p.then is None for p in table if p is not multipart)
+    multipart.then({"UploadId": "u1"})  # ...except to abort the upload the multipart probe started
+    assert [(c[0], c.kwargs) for c in admin.method_calls] == [
+        ("abort_multipart_upload", {"Bucket": "b1", "Key": "k.m", "UploadId": "u1"})]
+
+
+def test_probe_outcome_classifies_s3_answers_only() -> None:
+    from provision.providers.aws.verify import outcome
+
+    def error(code: str) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": "m"}}, "GetObject")
+
+    assert outcome(error("AccessDenied")) == "deny"
+    assert outcome(error("403")) == "deny"
+    assert outcome(error("NoSuchKey")) == "error: NoSuchKey"
+    assert outcome(RuntimeError("not S3's answer")) is None
+
+
+def test_options_identity_and_validation() -> None:
+    from pydantic import ValidationError
+
+    from provision.errors import BadInput
+    from provision.models import Access
+    from provision.providers.aws.options import AwsOptions
+
+    assert AwsOptions().identity(["acme-public"], "acme", Access.readonly) == ("user", "provision-acme-readonly")
+    assert AwsOptions().identity(["b" * 60], None, Access.full) == ("user", f"provision-{'b' * 45}-full")
+    assert AwsOptions(user="alice").identity(["b"], None, Access.full) == ("user", "alice")
+    assert AwsOptions(iam_role="r1").identity(["b"], None, Access.full) == ("role", "r1")
+    with pytest.raises(BadInput, match="--iam-role and --user are mutually exclusive"):
+        AwsOptions(iam_role="r1", user="alice").identity(["b"], None, Access.full)
+    with pytest.raises(BadInput, match="invalid --user 'a b'"):
+        AwsOptions(user="a b").identity(["b"], None, Access.full)
+    with pytest.raises(BadInput, match="invalid --iam-role"):
+        AwsOptions(iam_role="r" * 65).identity(["b"], None, Access.full)
+    with pytest.raises(ValidationError, match="must start with http:// or https://"):
+        AwsOptions(endpoint_url="localhost:9000")
+    with pytest.raises(ValidationError):
+        AwsOptions(account="not an S3 option")  # type: ignore[call-arg]
+
+
+def test_sdk_attempts_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset: botocore's standard mode with 3 retries (4 attempts), as before; ``PROVISION_SDK_ATTEMPTS=N``: N
+    attempts in all, on every client of the seam; a bad value is one-line bad input."""
+    from provision.errors import BadInput
+    from provision.profiles import Profile
+    from provision.providers.aws import AwsProvider
+
+    def attempts() -> int:
+        provider = AwsProvider(Profile(provider="s3", prefix="acme", endpoint_url="http://127.0.0.1:9",
+                                       region="eu-west-1"))
+        counts = {c.meta.config.retries["total_max_attempts"]
+                  for c in (provider.client("s3"), provider.client("iam"), provider.sdk.data_client(None))}
+        assert len(counts) == 1, counts
+        return counts.pop()
+
+    monkeypatch.delenv("PROVISION_SDK_ATTEMPTS", raising=False)
+    assert attempts() == 4
+    monkeypatch.setenv("PROVISION_SDK_ATTEMPTS", "2")
+    assert attempts() == 2
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("PROVISION_SDK_ATTEMPTS", bad)
+        with pytest.raises(BadInput, match="PROVISION_SDK_ATTEMPTS"):
+            attempts()
+
+
+def test_no_credentials_and_unreachable_endpoint_are_one_line(cli: Cli, prefix: str, workdir: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """No credentials anywhere: exit 3 "no AWS credentials found" with the hint; an endpoint nobody listens on:
+    exit 3 "AWS could not be reached"; no traceback, nothing in state."""
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("PROVISION_SDK_ATTEMPTS", "1")
+    args = ("s3", "--env", "nocreds", "--prefix", prefix, "--endpoint-url", "http://127.0.0.1:9",
+            "--region", "us-east-1")
+    result = cli(*args)
+    assert result.exit_code == 3, result.output
+    assert result.stderr.strip().splitlines() == [
+        "error: no AWS credentials found — configure the AWS credential chain (aws configure, AWS_PROFILE, ...) "
+        "or try --env sandbox"], result.stderr
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x" * 40)
+    result = cli(*args)
+    assert result.exit_code == 3, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: AWS could not be reached: "), lines
+    assert "check the endpoint and the network" in lines[0] and "Traceback" not in result.output
+    state = workdir / ".provision" / "nocreds.json"
+    assert not state.exists() or read_state("nocreds")["resources"] == []

@@ -1,0 +1,137 @@
+"""S3 buckets: create or adopt, then make (or keep) them private, encrypted and owner-enforced.
+
+The secure settings follow https://docs.aws.amazon.com/AmazonS3/latest/userguide/security-best-practices.html:
+all four Block Public Access settings, default encryption, and object ownership ``BucketOwnerEnforced`` (ACLs off).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from provision.errors import CloudRefused
+from provision.ledger import Plan
+from provision.models import Resource
+from provision.providers.aws.sdk import answered_errors, error_code
+
+PUBLIC_ACCESS_BLOCK = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+SECURE_SSE = ("AES256", "aws:kms", "aws:kms:dsse")
+"""Default-encryption algorithms accepted as secure on an adopted bucket (SSE-S3 is what we set)."""
+OWNER_ENFORCED = {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+SSE_S3 = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+
+
+def location(region: str) -> dict[str, Any]:
+    """CreateBucket's location argument for ``region`` (none for ``us-east-1``, which refuses one)."""
+    return {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+
+
+def ensure_bucket(s3: Any, name: str, region: str, plan: Plan) -> None:
+    """Create ``name`` (object ownership BucketOwnerEnforced) or adopt it when it exists, then secure it.
+
+    Args:
+        s3: an admin S3 client. name: the bucket. region: where a new bucket goes. plan: the ledger.
+
+    Raises:
+        CloudRefused: the bucket exists but the admin may not see it (HeadBucket 403), or the name is taken by
+            another account (names are global: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+        botocore.exceptions.ClientError: any other refusal.
+    """
+    try:
+        s3.head_bucket(Bucket=name)
+        exists = True
+    except answered_errors() as exc:
+        code = error_code(exc)
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            exists = False
+        elif code in ("403", "AccessDenied", "Forbidden"):
+            raise CloudRefused(
+                f"bucket {name!r} exists but belongs to someone else (or the admin credentials may not see it)",
+                "choose another bucket name",
+            ) from None
+        else:
+            raise
+    if not exists:
+        try:
+            plan.create(Resource(kind="bucket", name=name, created=True),
+                        f"in {region}, object ownership BucketOwnerEnforced", s3.create_bucket, answered_errors(),
+                        Bucket=name, ObjectOwnership="BucketOwnerEnforced", **location(region))
+        except answered_errors() as exc:
+            if error_code(exc) == "BucketAlreadyExists":
+                raise CloudRefused(f"bucket name {name!r} is taken by another account",
+                                   "S3 bucket names are global; choose another") from None
+            raise
+    else:
+        plan.adopt(Resource(kind="bucket", name=name, created=False))
+    secure_bucket(s3, name, new=not exists, plan=plan)
+
+
+def secure_bucket(s3: Any, name: str, new: bool, plan: Plan) -> None:
+    """Public access block (all four), SSE-S3 default encryption unless a secure one is set, ownership
+    BucketOwnerEnforced; what is already so is left alone (``no change``).
+
+    Args:
+        s3: an admin S3 client. name: the bucket. new: created by this run (nothing to read).
+        plan: the ledger.
+    """
+
+    def read(call: Callable[..., Any], missing: str) -> Any:
+        try:
+            return call(Bucket=name)
+        except answered_errors() as exc:
+            if error_code(exc) == missing:
+                return None
+            raise
+
+    changed = False
+    pab = None if new else read(s3.get_public_access_block, "NoSuchPublicAccessBlockConfiguration")
+    if pab is None or pab["PublicAccessBlockConfiguration"] != PUBLIC_ACCESS_BLOCK:
+        plan.update("bucket", name, "public access block: all four on", s3.put_public_access_block,
+                    Bucket=name, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
+        changed = True
+    enc = None if new else read(s3.get_bucket_encryption, "ServerSideEncryptionConfigurationNotFoundError")
+    algorithms = [
+        r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm")
+        for r in (enc or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
+    ]
+    if not any(a in SECURE_SSE for a in algorithms):
+        plan.update("bucket", name, "default encryption: SSE-S3 (AES256)", s3.put_bucket_encryption,
+                    Bucket=name, ServerSideEncryptionConfiguration=SSE_S3)
+        changed = True
+    if not new:  # a new bucket got BucketOwnerEnforced with CreateBucket
+        own = read(s3.get_bucket_ownership_controls, "OwnershipControlsNotFoundError")
+        rules = [r.get("ObjectOwnership") for r in (own or {}).get("OwnershipControls", {}).get("Rules", [])]
+        if rules != ["BucketOwnerEnforced"]:
+            plan.update("bucket", name, "object ownership: BucketOwnerEnforced (ACLs off)",
+                        s3.put_bucket_ownership_controls, Bucket=name, OwnershipControls=OWNER_ENFORCED)
+            changed = True
+    if not new and not changed:
+        plan.note("no change", "bucket", name, "private, encrypted, owner-enforced")
+
+
+def holds_objects(s3: Any, bucket: str) -> bool:
+    """True when ``bucket`` holds an object or an object version; False when it is empty or gone."""
+    try:
+        return bool(s3.list_object_versions(Bucket=bucket, MaxKeys=1).get("Versions")
+                    or s3.list_objects_v2(Bucket=bucket, MaxKeys=1).get("KeyCount"))
+    except answered_errors() as exc:
+        if error_code(exc) in ("NoSuchBucket", "404"):
+            return False
+        raise
+
+
+def empty_bucket(s3: Any, bucket: str, plan: Plan) -> None:
+    """Delete every object version and delete marker in ``bucket`` (only reached with ``--delete-data`` or when
+    it is already empty), 1,000 per DeleteObjects request."""
+    paginator = s3.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=bucket):
+        items = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                 for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        if items:
+            plan.delete("objects", bucket, f"{len(items)} object versions", s3.delete_objects,
+                        Bucket=bucket, Delete={"Objects": items, "Quiet": True})
