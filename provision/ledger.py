@@ -107,7 +107,7 @@ class Plan:
         return result
 
     def create(self, resource: Resource, detail: str, call: Callable[..., T],
-               refused: tuple[type[BaseException], ...] = (), **kwargs: Any) -> T | None:
+               refused: tuple[type[BaseException], ...] = (), *, shown: str | None = None, **kwargs: Any) -> T | None:
         """Create ``resource``, recording it in the state *before* the call (a crash after the cloud created it
         but before we heard back leaves it tracked) and forgetting it again when the cloud answers with one of
         ``refused`` (it then did not create it). A connection failure or an interrupt keeps the record: the
@@ -118,6 +118,7 @@ class Plan:
             detail: as in `Change`.
             call: the SDK's create method, called as ``call(**kwargs)``.
             refused: the SDK's "the service answered with an error" exception types.
+            shown: the name the report shows, when not ``resource.name`` (e.g. ``owner/policy``).
 
         Returns:
             The call's result, or None in a dry run.
@@ -127,7 +128,7 @@ class Plan:
         """
         self.record(resource)
         try:
-            return self._perform("create", resource.kind, resource.name, detail, call, kwargs)
+            return self._perform("create", resource.kind, shown or resource.name, detail, call, kwargs)
         except refused:
             self.forget(resource.kind, resource.name)
             raise

@@ -389,7 +389,8 @@ def test_buckets_share_one_client_that_parses_no_timestamps(admin: Admin, setup:
 def test_large_files_go_first_and_small_puts_skip_expect_continue(cli: Cli, admin: Admin, setup: Any) -> None:
     """With one request at a time, the multipart uploads of the two large files come before every small PutObject,
     and the small PutObjects are sent without ``Expect: 100-continue`` (seen in the SDK's own before-send event)."""
-    from provision.transfer import S3Transfer, UploadJob
+    from provision.providers.aws.objects import S3Transfer
+    from provision.transfer import UploadJob
 
     data_path, tree, buckets = setup
     admin.reset_log()

@@ -41,19 +41,6 @@ def get_or_none(call: Callable[..., Any], **kwargs: Any) -> Any:
         raise
 
 
-def create_shown(plan: Plan, resource: Resource, shown: str, detail: str, call: Callable[..., Any],
-                 **kwargs: Any) -> Any:
-    """`Plan.create`, reported under ``shown`` instead of ``resource.name`` (an inline policy is recorded as its
-    name with its owner as ``parent``, and shown as ``owner/name``). Local until the ledger's ``create`` takes
-    the name to show."""
-    plan.record(resource)
-    try:
-        return plan._perform("create", resource.kind, shown, detail, call, kwargs)
-    except answered_errors():
-        plan.forget(resource.kind, resource.name)
-        raise
-
-
 def ensure_policy(aws: AwsProvider, plan: Plan, kind: str, owner: str, new_owner: bool, get: Callable[..., Any],
                   put: Callable[..., Any], owner_arg: str) -> None:
     """Create, update or keep the inline policy `POLICY_NAME` of ``owner`` (the profile's buckets and access).
@@ -70,7 +57,7 @@ def ensure_policy(aws: AwsProvider, plan: Plan, kind: str, owner: str, new_owner
     kwargs = {owner_arg: owner, "PolicyName": POLICY_NAME, "PolicyDocument": policy_json(desired)}
     resource = Resource(kind=kind, name=POLICY_NAME, created=True, parent=owner)
     if current is None:
-        create_shown(plan, resource, shown, what, put, **kwargs)
+        plan.create(resource, what, put, answered_errors(), shown=shown, **kwargs)
         return
     if not same_policy(current["PolicyDocument"], desired):
         plan.update(kind, shown, f"now {what}", put, **kwargs)

@@ -19,7 +19,7 @@ from provision.models import Ambient, KeyPair, Resource, SasToken
 from provision.policies import AZURE_BLOB_ROLES
 from provision.providers.azure.sas import SAS_CLOCK_SKEW, describe_sas, issue_sas, sas_fields, sas_renewal, span, when
 from provision.providers.azure.sdk import AccountAccess, error_code
-from provision.providers.azure.steps import create, issue_secret
+from provision.providers.azure.steps import create
 
 if TYPE_CHECKING:
     from provision.providers.azure.provider import AzureProvider
@@ -78,8 +78,9 @@ def ensure_account_key(az: AzureProvider, access: AccountAccess, state: Any, pla
         reason = "key1 changed since the last run (rotated outside provision)"
     else:
         reason = "key1 of the account: full access to every container in it (Supervisely's Azure backend)"
-    key = issue_secret(plan, "account_key", access.name, reason, access.key,
-                       lambda value: az.grant(access, KeyPair(access_key=access.name, secret_key=value)), which="key1")
+    key = plan.issue("account_key", access.name, reason, access.key,
+                     lambda value: (None, az.grant(access, KeyPair(access_key=access.name, secret_key=value))),
+                     which="key1")
     return KeyPair(access_key=access.name, secret_key=key) if key is not None else None
 
 
@@ -126,8 +127,8 @@ def ensure_sas(az: AzureProvider, access: AccountAccess, state: Any, plan: Plan,
         token = issue_sas(access.name, access.key("key2"), choice.access, start, expiry)
         return SasToken(account_name=access.name, token=token, expires_at=expiry)
 
-    return issue_secret(plan, "sas", access.name, f"{reason}: {describe_sas(choice.access)}, expires {when(expiry)}",
-                        sign, lambda sas: az.grant(access, sas), start=start, expiry=expiry)
+    return plan.issue("sas", access.name, f"{reason}: {describe_sas(choice.access)}, expires {when(expiry)}",
+                      sign, lambda sas: (None, az.grant(access, sas)), start=start, expiry=expiry)
 
 
 # ---- keyless: RBAC role assignments -----------------------------------------------------------------------------

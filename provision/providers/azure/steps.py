@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from provision.ledger import Plan
-from provision.models import Grant, Resource
+from provision.models import Resource
 from provision.providers.azure.sdk import answered_errors
 
 T = TypeVar("T")
@@ -25,20 +25,3 @@ def adopt_or_keep(plan: Plan, resource: Resource, detail: str) -> None:
         plan.note("no change", resource.kind, resource.name, detail)
 
 
-def issue_secret(plan: Plan, kind: str, owner: str, detail: str, call: Callable[..., T],
-                 grant_of: Callable[[T], Grant], **kwargs: Any) -> T | None:
-    """`Plan.issue` for a secret that has no id of its own in the cloud (a SAS is signed locally; the account key
-    belongs to the account), so nothing is added to the state's resources: ``call(**kwargs)`` unless dry run, then
-    the Grant holding it is persisted at once (`Plan.set_grant`).
-
-    Args:
-        kind: ``sas`` | ``account_key``. owner: the account name. detail: as in `provision.models.Change`.
-        call: signs / reads the secret. grant_of: the Grant for the call's answer.
-
-    Returns:
-        The call's answer, or None in a dry run (an ``issue`` line is reported either way).
-    """
-    answer = plan._perform("issue", kind, owner, detail, call, kwargs)  # Plan.issue always records a Resource
-    if answer is not None:
-        plan.set_grant(grant_of(answer))
-    return answer
