@@ -927,7 +927,8 @@ def test_probe_outcome_and_runner() -> None:
 def test_sdk_attempts_set_the_retry_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     from provision.errors import BadInput
     from provision.providers.azure.options import AzureOptions
-    from provision.providers.azure.sdk import DEFAULT_RETRIES, SDK_ATTEMPTS_ENV, AccountAccess, AzureSdk, retries
+    from provision.providers.azure.sdk import DEFAULT_RETRIES, AccountAccess, AzureSdk, retries
+    from provision.providers.base import SDK_ATTEMPTS_ENV
 
     access = AccountAccess(name="acme", blob_url="https://acme.blob.core.windows.net", verify=True, keys=dict)
     monkeypatch.delenv(SDK_ATTEMPTS_ENV, raising=False)

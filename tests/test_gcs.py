@@ -21,6 +21,7 @@ import yaml
 from PIL import Image
 from pydantic import ValidationError
 
+from provision.providers.base import SDK_ATTEMPTS_ENV
 from provision import sandbox
 from provision.errors import BadInput
 from provision.models import Access, Grant, KeyFile
@@ -870,10 +871,10 @@ def test_sdk_attempts_cap_each_retried_call(monkeypatch: pytest.MonkeyPatch, mak
             raise failure[error]
         return "ok"
 
-    monkeypatch.delenv(sdk.ATTEMPTS_ENV, raising=False)
+    monkeypatch.delenv(SDK_ATTEMPTS_ENV, raising=False)
     retry = make_retry()
     assert retry(flaky)(3) == "ok" and len(calls) == 4  # unset: only the time budget bounds the retries
-    monkeypatch.setenv(sdk.ATTEMPTS_ENV, "2")
+    monkeypatch.setenv(SDK_ATTEMPTS_ENV, "2")
     for _ in range(2):  # each call counts its own attempts, also through the same retry object
         calls.clear()
         with pytest.raises(type(failure[error])):
@@ -881,7 +882,7 @@ def test_sdk_attempts_cap_each_retried_call(monkeypatch: pytest.MonkeyPatch, mak
         assert len(calls) == 2
     calls.clear()
     assert retry(flaky)(1) == "ok" and len(calls) == 2
-    monkeypatch.setenv(sdk.ATTEMPTS_ENV, "1")
+    monkeypatch.setenv(SDK_ATTEMPTS_ENV, "1")
     calls.clear()
     with pytest.raises(type(failure[error])):
         make_retry()(flaky)(1)
@@ -890,8 +891,8 @@ def test_sdk_attempts_cap_each_retried_call(monkeypatch: pytest.MonkeyPatch, mak
 
 @pytest.mark.parametrize("value", ["0", "two", "-1"])
 def test_sdk_attempts_must_be_a_whole_number(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    monkeypatch.setenv(sdk.ATTEMPTS_ENV, value)
-    with pytest.raises(BadInput, match=sdk.ATTEMPTS_ENV):
+    monkeypatch.setenv(SDK_ATTEMPTS_ENV, value)
+    with pytest.raises(BadInput, match=SDK_ATTEMPTS_ENV):
         sdk.sdk_attempts()
 
 

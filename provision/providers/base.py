@@ -19,7 +19,7 @@ from provision.models import Access, Grant, Resource
 from provision.profiles import Profile
 
 __all__ = ["PROBE_AUTHS", "PROVIDERS", "BaseProvider", "Plan", "Probe", "VerifyRow", "grant_credential",
-           "load_provider", "run_probes"]
+           "load_provider", "run_probes", "sdk_attempts"]
 
 
 class VerifyRow(BaseModel):
@@ -106,6 +106,27 @@ def grant_credential(grant: Grant | None, write: bool) -> Any:
     if write and grant.access != Access.full:
         return None
     return grant.auth
+
+
+SDK_ATTEMPTS_ENV = "PROVISION_SDK_ATTEMPTS"
+
+
+def sdk_attempts() -> int | None:
+    """``$PROVISION_SDK_ATTEMPTS``: how many times each SDK request is tried in all (the first included), for
+    every provider's client seam; None when unset or empty (each SDK's default retry policy applies).
+
+    Raises:
+        BadInput: set to something other than a whole number ≥ 1.
+    """
+    import os
+
+    raw = os.environ.get(SDK_ATTEMPTS_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise BadInput(f"{SDK_ATTEMPTS_ENV}={raw!r} is not a whole number of attempts ≥ 1",
+                       f"unset {SDK_ATTEMPTS_ENV}, or set it to e.g. 3")
+    return int(raw)
 
 
 PROBE_AUTHS = ("key_pair", "sas", "key_file")

@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from provision.errors import BadInput
 from provision.models import KeyPair
 from provision.providers.aws.options import AwsOptions
+from provision.providers.base import sdk_attempts
 
-SDK_ATTEMPTS_ENV = "PROVISION_SDK_ATTEMPTS"
 """Environment variable: total attempts per SDK request, the first included (unset: ``standard`` mode with 3
 retries, i.e. 4 attempts)."""
 DEFAULT_RETRIES: dict[str, Any] = {"mode": "standard", "max_attempts": 3}
@@ -62,13 +61,10 @@ def retries() -> dict[str, Any]:
     Raises:
         BadInput: the variable is set but is not a whole number ≥ 1.
     """
-    value = os.environ.get(SDK_ATTEMPTS_ENV, "").strip()
-    if not value:
+    attempts = sdk_attempts()
+    if attempts is None:
         return dict(DEFAULT_RETRIES)
-    if not value.isdigit() or int(value) < 1:
-        raise BadInput(f"{SDK_ATTEMPTS_ENV}={value!r} is not a whole number of attempts ≥ 1",
-                       f"unset {SDK_ATTEMPTS_ENV}, or set it to e.g. 3")
-    return {"mode": "standard", "total_max_attempts": int(value)}
+    return {"mode": "standard", "total_max_attempts": attempts}
 
 
 def _raw_timestamp(value: str) -> str:

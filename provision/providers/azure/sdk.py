@@ -18,11 +18,11 @@ from typing import Any
 
 from provision.errors import BadInput, CloudRefused, one_line
 from provision.providers.azure.options import GUID, AzureOptions
+from provision.providers.base import sdk_attempts
 
 ARM_ENDPOINT_ENV = "PROVISION_AZURE_ARM_ENDPOINT"
 """Environment variable naming the Azure Resource Manager endpoint (sovereign clouds, tests)."""
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
-SDK_ATTEMPTS_ENV = "PROVISION_SDK_ATTEMPTS"
 """Environment variable: total attempts per SDK request, the first included (unset: `DEFAULT_RETRIES` retries)."""
 DEFAULT_RETRIES = 3
 """azure-core retries per request when `SDK_ATTEMPTS_ENV` is unset (exponential back-off on 408, 429, 5xx and
@@ -102,13 +102,8 @@ def retries() -> int:
     Raises:
         BadInput: the variable is set but is not a whole number ≥ 1.
     """
-    value = os.environ.get(SDK_ATTEMPTS_ENV, "").strip()
-    if not value:
-        return DEFAULT_RETRIES
-    if not value.isdigit() or int(value) < 1:
-        raise BadInput(f"{SDK_ATTEMPTS_ENV}={value!r} is not a whole number of attempts ≥ 1",
-                       f"unset {SDK_ATTEMPTS_ENV}, or set it to e.g. 3")
-    return int(value) - 1
+    attempts = sdk_attempts()
+    return DEFAULT_RETRIES if attempts is None else attempts - 1
 
 
 # ---- one account's data plane -------------------------------------------------------------------------------------

@@ -28,10 +28,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 from provision.errors import BadInput, CloudRefused, one_line
+from provision.providers.base import sdk_attempts
 
 IAM_ENDPOINT_ENV = "PROVISION_GCP_IAM_ENDPOINT"
 """Environment variable naming the IAM admin endpoint (``host:port``); default ``iam.googleapis.com``."""
-ATTEMPTS_ENV = "PROVISION_SDK_ATTEMPTS"
 """Environment variable capping the attempts (first try included) of every retried request; unset: no cap."""
 CLOUD_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 """The OAuth scope of the admin credentials and of a grant's key file."""
@@ -88,22 +88,6 @@ def no_credentials() -> CloudRefused:
 
 
 # ---- retries ---------------------------------------------------------------------------------------------------
-def sdk_attempts() -> int | None:
-    """``$PROVISION_SDK_ATTEMPTS`` as an int ≥ 1, or None when unset or empty.
-
-    Raises:
-        BadInput: set to something else.
-    """
-    raw = os.environ.get(ATTEMPTS_ENV, "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise BadInput(f"invalid {ATTEMPTS_ENV}={raw!r}: expected a whole number ≥ 1",
-                       f"unset it, or set e.g. {ATTEMPTS_ENV}=3")
-    return int(raw)
-
-
-@functools.cache
 def _retry_class() -> type:
     """``google.api_core.retry.Retry`` that also stops after `sdk_attempts` tries of one call (each call the
     SDK wraps counts its own tries; the time budget still applies). Built once, on first use. Its instances take
