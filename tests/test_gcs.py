@@ -21,10 +21,10 @@ import yaml
 from PIL import Image
 from pydantic import ValidationError
 
-from provision.providers.base import SDK_ATTEMPTS_ENV
 from provision import sandbox
 from provision.errors import BadInput
 from provision.models import Access, Grant, KeyFile
+from provision.providers.base import SDK_ATTEMPTS_ENV
 from provision.providers.gcp import IAM_ENDPOINT_ENV, SANDBOX_NOTE, GcsOptions, sdk
 from provision.providers.gcp.verify import Setup, hmac_probes, json_api_outcome, key_file_probes, xml_api_outcome
 from tests.conftest import Cli, GcsAdmin, read_state
