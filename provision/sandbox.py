@@ -162,7 +162,8 @@ def _account(name: str) -> AzureAccount:
 
 
 def sandbox_dir() -> Path:
-    """``$PROVISION_SANDBOX_DIR`` or ``<state dir>/sandbox``: endpoints.json, the server log."""
+    """``$PROVISION_SANDBOX_DIR`` or ``<state dir>/sandbox``: endpoints.json, the server log (``sandbox.log``),
+    the certificate and Azurite's files; 0700, every file in it 0600 (signatures are masked in the log)."""
     return Path(os.environ.get("PROVISION_SANDBOX_DIR") or state_dir() / "sandbox").absolute()
 
 
@@ -226,6 +227,7 @@ def up() -> tuple[SandboxInfo, bool]:
         raise MissingExtra(exc.name or "moto", "sandbox") from None
     directory = sandbox_dir()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)  # whatever the umask, or the mode an older run left
     ready = directory / "ports.json"
     ready.unlink(missing_ok=True)
     command = [sys.executable, "-m", "provision.sandbox_server", "--ready", str(ready)]
@@ -240,7 +242,9 @@ def up() -> tuple[SandboxInfo, bool]:
         shutil.rmtree(data, ignore_errors=True)
         data.mkdir(mode=0o700)
         command += ["--azurite", azurite, "--cert", str(cert), "--key", str(key), "--data", str(data)]
-    log = open(directory / "sandbox.log", "ab")
+    log_fd = os.open(directory / "sandbox.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(log_fd, 0o600)  # the log names endpoints and holds the emulators' output: private like the keys
+    log = os.fdopen(log_fd, "ab")
     proc = subprocess.Popen(
         command,
         stdout=log,
@@ -339,7 +343,8 @@ def request_log(endpoint_url: str) -> list[dict[str, Any]]:
 
 
 def control(endpoint_url: str, path: str, payload: dict[str, Any] | None = None) -> None:
-    """POST to a sandbox service's control path (``requests/reset``, ``faults``)."""
+    """POST ``payload`` (JSON) to a sandbox service's control path (``requests/reset``, ``faults``, ``limits``; see
+    `provision.sandbox_server`)."""
     data = json.dumps(payload or {}).encode()
     req = urllib.request.Request(f"{endpoint_url}/_sandbox/{path}", data=data, method="POST")
     urllib.request.urlopen(req, timeout=10, context=_context(endpoint_url)).read()

@@ -1,5 +1,10 @@
 """Shared fixtures: one enforcing moto server (the real sandbox code) for the whole session, a private state
-directory and working directory per test, a CLI runner, and admin clients for assertions."""
+directory and working directory per test, a CLI runner, and admin clients for assertions.
+
+Every SDK makes at most `SDK_ATTEMPTS` attempts per request in tests (``PROVISION_SDK_ATTEMPTS``, the first one
+included): an injected 500 still goes through the SDK's real retry path once, without its full back-off. A fault
+meant to make an operation fail for good uses ``count >= SDK_ATTEMPTS`` (the suites use far more); one meant to be
+absorbed by a retry uses ``count < SDK_ATTEMPTS``."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +24,33 @@ from provision import sandbox
 from provision.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
+SDK_ATTEMPTS = 2
+"""Attempts per SDK request in tests (the first included), set for the whole session."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sdk_attempts() -> Iterator[None]:
+    """``PROVISION_SDK_ATTEMPTS`` = `SDK_ATTEMPTS` for the session (each provider's client seam honours it)."""
+    old = os.environ.get("PROVISION_SDK_ATTEMPTS")
+    os.environ["PROVISION_SDK_ATTEMPTS"] = str(SDK_ATTEMPTS)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PROVISION_SDK_ATTEMPTS", None)
+        else:
+            os.environ["PROVISION_SDK_ATTEMPTS"] = old
+
+
+@contextmanager
+def listing_pages(endpoint_url: str, max_keys: int) -> Iterator[None]:
+    """While inside, every object listing through the sandbox service at ``endpoint_url`` answers at most
+    ``max_keys`` entries per page (``/_sandbox/limits``), so a few dozen objects make a multi-page listing."""
+    sandbox.control(endpoint_url, "limits", {"max_keys": max_keys})
+    try:
+        yield
+    finally:
+        sandbox.control(endpoint_url, "limits", {})
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,12 @@ provider's command on the sandbox and how to look at its emulator (names, object
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from provision import sandbox
 from provision.models import Access
@@ -18,9 +23,22 @@ class Harness:
     bucket_kind = "bucket"
     render_target = "supervisely"
     fault = {"count": 10, "status": 500}
+    verify_env = "sandbox"
+    probes: dict[str, tuple[str, str]] = {}
+    """What `provision verify` must probe: ``read``/``write`` (operation, target marker "" = the grant's buckets) and
+    ``other`` (operation, marker of the target that stands for data outside the grant)."""
 
     def args(self, prefix: str, full: bool = False, buckets: list[str] | None = None) -> list[str]:
         raise NotImplementedError
+
+    def verify_args(self, prefix: str, full: bool) -> list[str]:
+        """The command that issues a grant `provision verify` can probe (a key the emulator enforces)."""
+        return self.args(prefix, full=full)
+
+    @contextmanager
+    def verifiable(self, monkeypatch: pytest.MonkeyPatch, workdir: Path) -> Iterator[None]:
+        """Whatever the provider needs around `verify_args` and `provision verify` (nothing by default)."""
+        yield
 
     @property
     def log_url(self) -> str:
@@ -57,6 +75,7 @@ class Harness:
 
 class S3(Harness):
     name = "s3"
+    probes = {"read": ("GetObject", ""), "write": ("PutObject", ""), "other": ("ListObjectsV2", "another bucket")}
 
     def __init__(self, admin: Admin) -> None:
         self.admin = admin
@@ -107,6 +126,8 @@ class Azure(Harness):
     name = "azure"
     bucket_kind = "container"
     render_target = "cvat"  # Supervisely's Azure backend takes the account key, not the SAS this suite issues
+    probes = {"read": ("GetBlob", ""), "write": ("PutBlob", ""),  # an account SAS reaches every container:
+              "other": ("GetBlob", "another account")}          # outside the grant is the other account
 
     def __init__(self, admin: AzureAdmin) -> None:
         self.admin = admin
@@ -146,6 +167,10 @@ class Azure(Harness):
 class Gcs(Harness):
     name = "gcs"
     fault = {"count": 10, "status": 400}  # a lasting 5xx is retried for RETRY_SECONDS; a 400 fails at once
+    verify_env = "gcp"  # the sandbox's emulator enforces no IAM: verify probes a key file through FakeGoogle
+    project = "proj-test"
+    probes = {"read": ("objects.get", ""), "write": ("objects.create", ""),
+              "other": ("objects.get", "another bucket")}
 
     def __init__(self, admin: GcsAdmin) -> None:
         self.admin = admin
@@ -160,6 +185,27 @@ class Gcs(Harness):
 
     def names(self, prefix: str) -> list[str]:
         return sorted(b.name for b in self.admin.storage.list_buckets() if prefix in b.name)
+
+    def verify_args(self, prefix: str, full: bool) -> list[str]:
+        return ["gcs", "--env", self.verify_env, "--project", self.project, "--prefix", prefix,
+                *(["--full"] if full else [])]
+
+    @contextmanager
+    def verifiable(self, monkeypatch: pytest.MonkeyPatch, workdir: Path) -> Iterator[None]:
+        """A real-project setup on loopback (as tests/test_gcs.py's ``google`` fixture): ADC is a service-account
+        JSON whose token endpoint is `FakeGoogle`, which also serves IAM admin and enforces bucket IAM in front
+        of the sandbox's emulator."""
+        from provision.providers.gcp import IAM_ENDPOINT_ENV
+        from tests.gcp_fake import FakeGoogle
+
+        fake = FakeGoogle(self.admin.endpoint.endpoint_url, self.project).start()
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(fake.write_admin_credentials(workdir / "adc.json")))
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake.http_url)
+        monkeypatch.setenv(IAM_ENDPOINT_ENV, fake.iam_endpoint)
+        try:
+            yield
+        finally:
+            fake.stop()
 
     def make_bucket(self, name: str, key: str, data: bytes) -> None:
         self.admin.storage.create_bucket(name)

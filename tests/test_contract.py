@@ -1,13 +1,16 @@
 """The contract every provider passes, against its emulator in the sandbox (shared/STYLE.md "One contract suite"):
 a re-run is quiet, dry runs make no mutating request, a fault at every mutating step converges on re-run and
 destroys to zero, destroy spares adopted buckets and refuses non-empty ones, status finds a missing bucket, and the
-env lock holds. Each provider plugs in through a small `Harness` (how to call it, how to see its emulator)."""
+env lock holds, and verify proves the grant (reads allowed, writes only for full, data outside the grant
+denied). Each provider plugs in through a small `Harness` (how to call it, how to see its emulator)."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+
+import pytest
 
 from provision import sandbox
 from provision.state import StateStore
@@ -147,3 +150,26 @@ def test_a_lost_answer_to_the_first_create_is_settled(cli: Cli, harness: Harness
         (r["kind"], r["name"], r["created"]) for r in read_state()["resources"]}
     run(cli, "destroy", "--env", "sandbox", "--yes")
     assert harness.names(prefix) == []
+
+
+def test_verify_proves_readonly_and_full_grants(cli: Cli, harness: Harness, prefix: str, workdir: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """`provision verify --json` on a read-only and on a full grant: every row ok, a read allowed, a write allowed
+    only for full, data outside the grant denied."""
+    read_op, write_op, (other_op, other_marker) = harness.probes["read"][0], harness.probes["write"][0], \
+        harness.probes["other"]
+    with harness.verifiable(monkeypatch, workdir):
+        for full in (False, True):
+            p = f"{prefix}{'f' if full else 'r'}"
+            run(cli, *harness.verify_args(p, full=full), "--no-verify")
+            doc = json.loads(run(cli, "verify", "--env", harness.verify_env, "--json").stdout)
+            rows = doc["rows"]
+            assert rows and all(r["ok"] for r in rows), [r for r in rows if not r["ok"]]
+            mine = {(r["operation"], r["expected"]) for r in rows if p in r["target"] and "another" not in r["target"]}
+            assert (read_op, "allow") in mine, rows
+            assert (write_op, "allow" if full else "deny") in mine, rows
+            assert (write_op, "deny" if full else "allow") not in mine, rows
+            assert any(r["operation"] == other_op and other_marker in r["target"] and r["expected"] == "deny"
+                       for r in rows), rows
+            run(cli, "destroy", "--env", harness.verify_env, "--yes", "--delete-data")
+            assert harness.names(p) == []

@@ -12,7 +12,7 @@ import pytest
 from provision import sandbox
 from provision.links import write_links
 from provision.state import StateStore
-from tests.conftest import Admin, Cli
+from tests.conftest import Admin, Cli, listing_pages
 
 KEYS = ["a/1.jpg", "a/2.PNG", "a/3.txt", "a/sub/4.jpeg", "b/5.jpg", "ü ñ/6 x.jpg", "top.png"]
 
@@ -93,20 +93,22 @@ def count_lists(endpoint: str) -> int:
 
 
 def test_links_are_streamed_while_listing(cli: Cli, admin: Admin, prefix: str) -> None:
-    """1,100 keys are 2 pages of ListObjectsV2: the first line is written after the first page, before the second
-    is requested (nothing waits for the whole listing). Bounded memory at 100k keys: bench/links_memory.py."""
+    """60 keys are 2 pages of ListObjectsV2 under a 50-key page cap (the sandbox's ``/_sandbox/limits``; S3's
+    1,000-key pages work alike): the first line is written after the first page, before the second is requested
+    (nothing waits for the whole listing). Bounded memory at 100k keys: bench/links_memory.py."""
     assert cli("s3", "--env", "sandbox", "--prefix", prefix, "--readonly").exit_code == 0
     bucket = f"{prefix}-public"
-    keys = [f"img/{i:05d}.jpg" for i in range(1100)]
+    keys = [f"img/{i:05d}.jpg" for i in range(60)]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda k: admin.s3.put_object(Bucket=bucket, Key=k, Body=b""), keys))
     state = StateStore("sandbox").load()
     admin.reset_log()
     sink = ListingWatcher(admin.info.s3.endpoint_url)
-    report = write_links(state, sink, buckets=[bucket])
+    with listing_pages(admin.info.s3.endpoint_url, 50):
+        report = write_links(state, sink, buckets=[bucket])
     assert sink.lists_at_first_write == 1
     assert count_lists(admin.info.s3.endpoint_url) == 2
-    assert report.total == 1100
+    assert report.total == 60
     assert sink.getvalue() == "".join(f"s3://{bucket}/{k}\n" for k in keys)
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 from provision.manifest import HEADER_STEPS, build_manifest, probe
 from provision.objects import ObjectInfo, open_store
 from provision.state import StateStore
-from tests.conftest import Admin, Cli, read_state
+from tests.conftest import Admin, Cli, listing_pages, read_state
 
 
 def jpeg(size: tuple[int, int], orientation: int | None = None, noise: bool = True, description: str = "") -> bytes:
@@ -230,18 +230,20 @@ def test_refusals_are_cloud_refused_with_operation_bucket_and_code(cli: Cli, adm
 
 
 def test_images_are_read_while_the_listing_goes_on(cli: Cli, admin: Admin, prefix: str) -> None:
-    """1,100 image keys are 2 pages of ListObjectsV2: the first image reads reach the server before the second
-    page is requested (reading does not wait for the whole listing); the result is still in key order."""
+    """150 image keys are 2 pages of ListObjectsV2 under a 100-key page cap (the sandbox's ``/_sandbox/limits``;
+    S3's 1,000-key pages work alike): the first image reads reach the server before the second page is requested
+    (reading does not wait for the whole listing); the result is still in key order."""
     from concurrent.futures import ThreadPoolExecutor
 
     assert cli("s3", f"{prefix}-many", "--env", "sandbox", "--readonly").exit_code == 0
     bucket = f"{prefix}-many"
-    keys = [f"img/{i:05d}.jpg" for i in range(1100)]
+    keys = [f"img/{i:05d}.jpg" for i in range(150)]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda k: admin.s3.put_object(Bucket=bucket, Key=k, Body=b"not a jpeg"), reversed(keys)))
     store = open_store(StateStore("sandbox").load(), bucket)
     admin.reset_log()
-    manifest = build_manifest(store, "img/", concurrency=4)
+    with listing_pages(admin.info.s3.endpoint_url, 100):
+        manifest = build_manifest(store, "img/", concurrency=4)
     assert [p.key for p in manifest.problems] == keys  # every "image" was read (and found not to be one)
     log = [e for e in admin.log() if e["method"] == "GET"]
     lists = [i for i, e in enumerate(log) if "list-type=2" in e["query"]]
