@@ -91,6 +91,20 @@ class GcsEndpoint(BaseModel):
     project: str = "sandbox"
 
 
+class MinioEndpoint(BaseModel):
+    """The sandbox's MinIO endpoint: MinIO's admin API (users, canned policies, service accounts) and S3, backed
+    by the enforcing S3 emulator; it answers with ``Server: MinIO``. Root credentials = the S3 admin key.
+
+    Attributes:
+        endpoint_url: ``http://127.0.0.1:PORT``.
+        access_key, secret_key: the root credential (``consoleAdmin`` on a real MinIO).
+    """
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+
+
 class SandboxInfo(BaseModel):
     """What ``sandbox up`` records: the server pid, its endpoints, when it started (UTC). ``azure`` is None when
     Azurite is not installed."""
@@ -99,6 +113,7 @@ class SandboxInfo(BaseModel):
     s3: S3Endpoint
     gcs: GcsEndpoint | None = None
     azure: AzureEndpoint | None = None
+    minio: MinioEndpoint | None = None
     started_at: datetime
 
     def require_azure(self) -> AzureEndpoint:
@@ -262,13 +277,16 @@ def up() -> tuple[SandboxInfo, bool]:
             raise BadInput(f"the sandbox did not start; see {directory / 'sandbox.log'}", "fix the cause and retry")
         time.sleep(0.05)
     ports = json.loads(ready.read_text())
-    s3 = _make_admin(f"http://127.0.0.1:{ports['s3']}")
+    ready.unlink()  # it holds the admin secret; sandbox.json (0600) keeps what is needed
+    s3 = S3Endpoint.model_validate(ports["admin"])
+    minio = MinioEndpoint(endpoint_url=f"http://127.0.0.1:{ports['minio']}", access_key=s3.access_key,
+                          secret_key=s3.secret_key)
     azure = None
     if ports.get("azure") and accounts:
         azure = AzureEndpoint(blob_url=f"https://127.0.0.1:{ports['azure']}", ca_file=str(directory / "cert.pem"),
                               account=accounts[0], other=accounts[1])
     info = SandboxInfo(pid=proc.pid, s3=s3, gcs=GcsEndpoint(endpoint_url=f"http://127.0.0.1:{ports['gcs']}"),
-                       azure=azure, started_at=datetime.now(timezone.utc))
+                       azure=azure, minio=minio, started_at=datetime.now(timezone.utc))
     atomic_write(_info_path(), info.model_dump_json(indent=2).encode())
     return info, True
 

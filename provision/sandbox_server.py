@@ -520,12 +520,25 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, stop)
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, daemon=True).start()
-    ready = Path(args.ready)
-    tmp = ready.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"s3": s3.server_address[1], "gcs": gcs.server_address[1],
-                               "azure": azure.server_address[1] if azure else None}))
-    tmp.replace(ready)
-    s3.serve_forever()
+    s3_thread = threading.Thread(target=s3.serve_forever, daemon=True)
+    s3_thread.start()
+
+    # MinIO: the admin API over the enforcing moto, so it needs the admin key (made here, then enforcement on)
+    from provision.sandbox import _make_admin
+    from provision.sandbox_minio import minio_app, request_handler
+
+    admin = _make_admin(f"http://127.0.0.1:{s3.server_address[1]}")
+    minio = make_server("127.0.0.1", 0, RequestLog(minio_app(admin.endpoint_url, admin.access_key, admin.secret_key),
+                                                   service="minio"), threaded=True, request_handler=request_handler())
+    servers.insert(1, minio)
+    threading.Thread(target=minio.serve_forever, daemon=True).start()
+
+    from provision.files import atomic_write
+
+    atomic_write(Path(args.ready), json.dumps({  # holds the admin secret: 0600
+        "s3": s3.server_address[1], "gcs": gcs.server_address[1], "minio": minio.server_address[1],
+        "azure": azure.server_address[1] if azure else None, "admin": admin.model_dump()}).encode())
+    s3_thread.join()
     if azurite is not None:
         azurite.wait(timeout=10)
     sys.exit(0)
