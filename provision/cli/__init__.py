@@ -1,0 +1,76 @@
+"""The command line: each command turns its flags into one call of `provision.actions` (or of the data module
+that does the job) and prints the result through `provision.output`.
+
+Nothing heavy is imported here or by the command modules at import time (no cloud SDK, rich, jinja2 or pydantic:
+each command imports what it needs when it runs), so ``provision --help`` stays fast. Every `ProvisionError` is
+turned into a one-line message and its exit code in one place, `errors`.
+
+Modules: `provision.cli.provision` (s3, azure, gcs), `provision.cli.env` (render-env, verify, status, destroy),
+`provision.cli.data` (migrate, links, manifest, cvat attach), `provision.cli.sandbox` (sandbox up/down/status).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+app = typer.Typer(
+    help="Provision cloud object storage for self-hosted Supervisely, CVAT and Onepanel, least-privilege, in one "
+    "command. Start with `provision sandbox up` and `--env sandbox` to try it with no cloud account.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ENV = typer.Option("default", "--env", help="Environment: state in .provision/<env>.json, defaults in envs/<env>.yaml.")
+DRY_RUN = typer.Option(False, "--dry-run", help="Print the plan; make no change at all.")
+JSON = typer.Option(False, "--json", help="Print one JSON document on stdout (human text goes to stderr).")
+SHOW = typer.Option(False, "--show-secrets", help="Print secrets instead of masking them.")
+ROTATE = typer.Option(False, "--rotate", help="Issue a new secret, verify it, re-render, then revoke the old one.")
+NO_VERIFY = typer.Option(False, "--no-verify", help="Skip probing a new or changed credential.")
+
+
+def sub_app(help_text: str) -> typer.Typer:
+    """A command group (``provision sandbox ...``) with the same plain (no rich) help as `app`."""
+    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None)
+
+
+def errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn `ProvisionError` into a one-line red message and its exit code, and Ctrl-C into exit 130; no
+    traceback, no locals."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from provision.errors import ProvisionError
+
+        try:
+            return func(*args, **kwargs)
+        except ProvisionError as exc:
+            from provision.output import error
+
+            error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def main() -> None:
+    """Console-script entry point (``provision = "provision.cli:main"``)."""
+    app()
+    sys.exit(0)
+
+
+COMMAND_MODULES = ("provision", "env", "sandbox", "data")
+"""The command modules, imported in this order: each registers its commands on `app` when imported, and
+``provision --help`` lists the commands in that order, then the groups (sandbox, cvat) in theirs."""
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"provision.cli.{_name}")
