@@ -19,6 +19,12 @@ from typing import Any
 
 import typer
 
+GROUP_SETTINGS: dict[str, Any] = {"default_map": {"help": False}}
+"""Context settings of every command group. Typer (0.26+) coerces each parameter's value through a pydantic
+TypeAdapter unless it already is a bool; a group's own ``--help`` is None when only a subcommand's is given, so
+``provision s3 --help`` would import pydantic just to read the group's unset flag. A default of False (click's
+``default_map``) is a bool, skipped, and keeps every ``--help`` free of pydantic (tests/test_startup.py)."""
+
 app = typer.Typer(
     help="Provision cloud object storage for self-hosted Supervisely, CVAT and Onepanel, least-privilege, in one "
     "command. Start with `provision sandbox up` and `--env sandbox` to try it with no cloud account.",
@@ -26,6 +32,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings=GROUP_SETTINGS,
 )
 
 ENV = typer.Option("default", "--env", help="Environment: state in .provision/<env>.json, defaults in envs/<env>.yaml.")
@@ -38,7 +45,7 @@ NO_VERIFY = typer.Option(False, "--no-verify", help="Skip probing a new or chang
 
 def sub_app(help_text: str) -> typer.Typer:
     """A command group (``provision sandbox ...``) with the same plain (no rich) help as `app`."""
-    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None)
+    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None, context_settings=GROUP_SETTINGS)
 
 
 def errors(func: Callable[..., Any]) -> Callable[..., Any]:
