@@ -22,6 +22,7 @@ from provision.errors import BadInput, PartialFailure, VerifyFailed
 from provision.ledger import Plan
 from provision.lifecycle import drift, probeable, rerender, verify_until_settled
 from provision.models import Change, Grant, Resource
+from provision.objects import grant_of
 from provision.profiles import Profile
 from provision.providers.base import VerifyRow, load_provider
 from provision.state import RenderRecord, State, StateStore
@@ -51,16 +52,16 @@ def require(store: StateStore, state: State | None = None, *, need: Need = "file
         BadInput: the state file does not exist, or the loaded state lacks what ``need`` asks for.
     """
     env = store.env
-    hint = f"run `provision s3|azure|gcs --env {env} ...` first"
     if not store.exists():
         raise BadInput(f"nothing {doing} in environment {env!r} yet ({store.path} does not exist)",
                        f"run `provision s3|azure|gcs --env {env} --prefix P` first")
     if state is None:
         return
-    if need == "grant" and state.grant is None:
-        raise BadInput(f"environment {env!r} has no credential yet", hint)
-    if need == "record" and state.grant is None and not state.resources:
-        raise BadInput(f"nothing provisioned in environment {env!r}", hint)
+    if need == "grant":
+        grant_of(state)
+    elif need == "record" and state.grant is None and not state.resources:
+        raise BadInput(f"nothing provisioned in environment {env!r}", f"run `provision s3|azure|gcs --env {env} ...` "
+                       "first")
 
 
 def load(env: str | StateStore, need: Need = "file") -> State:
@@ -307,8 +308,7 @@ def render(store: StateStore, target: str, out: Path, options: RenderOptions | N
     result: RenderResult
     with store.lock():
         state = store.load()
-        require(store, state, need="grant")
-        grant: Grant = state.grant  # type: ignore[assignment]
+        grant = grant_of(state)
         result = RenderResult(env=store.env, target=target, dry_run=dry_run, out=out, files=[], grant=grant)
         if target == "cvat":
             result.files = render_cvat(grant, out, options.bucket, options.display_name, options.manifests)
@@ -376,9 +376,9 @@ def verify(store: StateStore) -> VerifyResult:
     """
     require(store, doing="to verify")
     state = store.load()
-    require(store, state, need="grant")
+    grant = grant_of(state)
     rows = load_provider(Profile.model_validate(state.inputs)).verify(state)
-    return VerifyResult(env=store.env, grant=state.grant, rows=rows)  # type: ignore[arg-type]
+    return VerifyResult(env=store.env, grant=grant, rows=rows)
 
 
 @dataclass

@@ -36,7 +36,7 @@ from typing import Any
 
 from provision.errors import BadInput, CloudRefused
 from provision.files import atomic_write
-from provision.objects import ObjectInfo, ObjectStore, open_store
+from provision.objects import ObjectInfo, ObjectStore, grant_of, open_store
 from provision.state import State
 
 MANIFEST_NAME = "manifest.jsonl"
@@ -414,10 +414,8 @@ def make_manifest(state: State, bucket: str | None = None, prefix: str = "", out
     """
     from provision.providers.base import grant_credential
 
-    if state.grant is None:
-        raise BadInput(f"environment {state.env!r} has no credential yet",
-                       f"run `provision s3|azure|gcs --env {state.env} ...` first")
-    bucket = bucket or state.grant.buckets[0]
+    grant = grant_of(state)
+    bucket = bucket or grant.buckets[0]
     out = out.absolute()
     if out.is_dir():
         out = out / MANIFEST_NAME
@@ -433,5 +431,5 @@ def make_manifest(state: State, bucket: str | None = None, prefix: str = "", out
     run = ManifestRun(bucket=bucket, out=out, manifest=manifest, url_scheme=source.url_scheme, upload=upload)
     if upload and manifest.stats.images:
         run.uploaded = upload_manifest(open_store(state, bucket, write=True), manifest)
-        run.own_credential = grant_credential(state.grant, write=True) is not None
+        run.own_credential = grant_credential(grant, write=True) is not None
     return run

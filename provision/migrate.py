@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from provision.errors import BadInput, CloudRefused
 from provision.names import check_env_name
-from provision.objects import ObjectStore, open_stores
+from provision.objects import ObjectStore, grant_of, open_stores
 from provision.state import State, state_dir
 from provision.transfer import Transfer, UploadJob, transfer_for
 
@@ -201,9 +201,7 @@ def check_folders(state: State, data_path: Path) -> list[tuple[str, Path]]:
         BadInput: no grant; ``data_path/storage`` is not a directory; a bucket has no folder (the message names
             the missing folders and the ones that are there, e.g. when the state's prefix is not this install's).
     """
-    if state.grant is None:
-        raise BadInput(f"nothing provisioned in environment {state.env!r} yet",
-                       f"run `provision s3|azure|gcs --env {state.env} --prefix P` first")
+    grant_of(state)
     storage = data_path / "storage"
     if not data_path.is_dir():
         raise BadInput(f"--data-path {data_path} is not a directory",
