@@ -12,7 +12,6 @@ Modules: `provision.cli.provision` (s3, azure, gcs), `provision.cli.env` (render
 from __future__ import annotations
 
 import functools
-import importlib
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -75,9 +74,14 @@ def main() -> None:
     sys.exit(0)
 
 
-COMMAND_MODULES = ("provision", "env", "sandbox", "data")
-"""The command modules, imported in this order: each registers its commands on `app` when imported, and
-``provision --help`` lists the commands in that order, then the groups (sandbox, cvat) in theirs."""
+# The command modules register their commands on `app` when imported; ``provision --help`` lists the commands in
+# this order, then the groups (sandbox, cvat) in theirs.
+# isort: off
+from provision.cli import provision as provision_commands  # noqa: E402
+from provision.cli import env as env_commands  # noqa: E402
+from provision.cli import sandbox as sandbox_commands  # noqa: E402
+from provision.cli import data as data_commands  # noqa: E402
+# isort: on
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"provision.cli.{_name}")
+__all__ = ["app", "main", "errors", "sub_app", "provision_commands", "env_commands", "sandbox_commands",
+           "data_commands"]
