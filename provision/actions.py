@@ -478,14 +478,14 @@ def destroy(store: StateStore, *, yes: bool = False, delete_data: bool = False, 
 
 
 # ---- migrate ----------------------------------------------------------------------------------------------------
-def migrate(store: StateStore, data_path: Path, *, dry_run: bool = False, concurrency: int = 10,
+def migrate(store: StateStore, data_path: Path, *, dry_run: bool = False, concurrency: int | None = None,
             progress: Any = None, notify: Notify = _quiet) -> Any:
     """`provision.migrate.migrate` on the environment, under its lock.
 
     Args:
         store: the environment (must exist).
         data_path: Supervisely's DATA_PATH (made absolute).
-        dry_run, concurrency, progress: as in `provision.migrate.migrate`.
+        dry_run, concurrency, progress: as in `provision.migrate.migrate` (None: its default).
         notify: told how to resume when the run is interrupted.
 
     Returns:
@@ -497,9 +497,8 @@ def migrate(store: StateStore, data_path: Path, *, dry_run: bool = False, concur
     from provision.migrate import migrate as run
 
     require(store)
-    kwargs: dict[str, Any] = {"dry_run": dry_run, "concurrency": concurrency}
-    if progress is not None:
-        kwargs["progress"] = progress
+    given = {"concurrency": concurrency, "progress": progress}
+    kwargs: dict[str, Any] = {"dry_run": dry_run, **{k: v for k, v in given.items() if v is not None}}
     with store.lock():
         state = store.load()
         try:  # the checksum cache is migrate's default, `migrate.cache_path(env)` (destroy removes it)
