@@ -400,6 +400,8 @@ class MigrateProgress:
             self._progress.stop()
 
     def phase(self, name: str, total_bytes: int, total_files: int) -> None:
+        """Start a phase (``checking``, ``uploading``) of ``total_bytes`` bytes in ``total_files`` files; a phase
+        with no file shows no bar."""
         if self._task is not None:
             self._progress.stop_task(self._task)
         if total_files == 0:
@@ -412,6 +414,7 @@ class MigrateProgress:
         self._task = self._progress.add_task(name, total=total_bytes or None, files=0, total_files=total_files)
 
     def advance(self, nbytes: int = 0, files: int = 0) -> None:
+        """Count ``nbytes`` bytes (negative on a retry) and ``files`` files done; called from worker threads."""
         if self._task is None:
             return
         with self._lock:  # progress arrives every few KiB: hand it to rich per MiB or finished file
