@@ -13,7 +13,7 @@ from typing import TextIO
 
 from provision.errors import BadInput
 from provision.files import atomic_open
-from provision.objects import open_stores
+from provision.objects import grant_of, open_stores
 from provision.state import State
 
 
@@ -82,10 +82,7 @@ def write_links(state: State, out: TextIO, buckets: list[str] | None = None, pre
         BadInput: no grant, or a bucket that is not the grant's.
         CloudRefused: a bucket could not be listed (raised by the store; the lines written so far stay written).
     """
-    if state.grant is None:
-        raise BadInput(f"nothing provisioned in environment {state.env!r} yet",
-                       f"run `provision s3|azure|gcs --env {state.env} ...` first")
-    names = list(buckets) if buckets else list(state.grant.buckets)
+    names = list(buckets) if buckets else list(grant_of(state).buckets)
     stores = open_stores(state, names)  # checks every name before writing anything
     report = LinksReport()
     for store in stores:

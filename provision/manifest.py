@@ -31,10 +31,13 @@ import posixpath
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from provision.errors import BadInput, CloudRefused
-from provision.objects import ObjectInfo, ObjectStore
+from provision.files import atomic_write
+from provision.objects import ObjectInfo, ObjectStore, grant_of, open_store
+from provision.state import State
 
 MANIFEST_NAME = "manifest.jsonl"
 HEADER_LINES = ('{"version":"1.1"}', '{"type":"images"}')
@@ -363,11 +366,70 @@ def upload_manifest(store: ObjectStore, manifest: Manifest) -> str:
     return manifest.key
 
 
-def human_bytes(count: int) -> str:
-    """``count`` bytes as B, KiB, MiB, GiB or TiB with one decimal."""
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
+@dataclass
+class ManifestRun:
+    """What `make_manifest` did.
+
+    Attributes:
+        bucket: the bucket listed.
+        out: the file written (absolute).
+        manifest: the `Manifest` built.
+        url_scheme: the store's URL scheme (``s3``, ``azure``, ``google``).
+        upload: an upload was asked for.
+        uploaded: the key the manifest was uploaded to, or None.
+        own_credential: the upload used the grant's own credential (else the admin credential).
+    """
+
+    bucket: str
+    out: Path
+    manifest: Manifest
+    url_scheme: str
+    upload: bool = False
+    uploaded: str | None = None
+    own_credential: bool = False
+
+
+def make_manifest(state: State, bucket: str | None = None, prefix: str = "", out: Path = Path(MANIFEST_NAME), *,
+                  upload: bool = False, checksum: bool = False, concurrency: int = 8,
+                  on_total: Callable[[int], None] | None = None,
+                  on_image: Callable[[str], None] | None = None) -> ManifestRun:
+    """Build the manifest of the images under ``prefix`` in a bucket of the stored grant (`build_manifest`, with
+    the grant's read credential), write it to ``out`` (mode 0644: it holds no secret), and with ``upload`` put it
+    next to the images (`upload_manifest`; the grant's credential when it is ``full``, else the admin one).
+
+    Args:
+        state: the environment's state; its grant must be set.
+        bucket: one of the grant's buckets (default: its first).
+        prefix, checksum, concurrency, on_total, on_image: as in `build_manifest`.
+        out: the file, or an existing directory to write ``manifest.jsonl`` into (made absolute).
+        upload: upload it too (nothing is uploaded when no image was found).
+
+    Returns:
+        The `ManifestRun`.
+
+    Raises:
+        BadInput: no grant; a bucket that is not the grant's; ``out``'s directory does not exist or is not
+            writable; what `build_manifest` raises.
+        CloudRefused: the bucket cannot be listed, or the upload was refused.
+    """
+    from provision.providers.base import grant_credential
+
+    grant = grant_of(state)
+    bucket = bucket or grant.buckets[0]
+    out = out.absolute()
+    if out.is_dir():
+        out = out / MANIFEST_NAME
+    if not out.parent.is_dir():
+        raise BadInput(f"--out {out}: directory {out.parent} does not exist", "create it, or pass another --out")
+    source = open_store(state, bucket)
+    manifest = build_manifest(source, prefix, checksum=checksum, concurrency=concurrency, on_total=on_total,
+                              on_image=on_image)
+    try:
+        atomic_write(out, manifest.text().encode(), mode=0o644)
+    except OSError as exc:
+        raise BadInput(f"cannot write {out}: {exc.strerror}", "pass a writable --out") from None
+    run = ManifestRun(bucket=bucket, out=out, manifest=manifest, url_scheme=source.url_scheme, upload=upload)
+    if upload and manifest.stats.images:
+        run.uploaded = upload_manifest(open_store(state, bucket, write=True), manifest)
+        run.own_credential = grant_credential(grant, write=True) is not None
+    return run

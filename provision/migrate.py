@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from provision.errors import BadInput, CloudRefused
 from provision.names import check_env_name
-from provision.objects import ObjectStore, open_stores
+from provision.objects import ObjectStore, grant_of, open_stores
 from provision.state import State, state_dir
 from provision.transfer import Transfer, UploadJob, transfer_for
 
@@ -201,9 +201,7 @@ def check_folders(state: State, data_path: Path) -> list[tuple[str, Path]]:
         BadInput: no grant; ``data_path/storage`` is not a directory; a bucket has no folder (the message names
             the missing folders and the ones that are there, e.g. when the state's prefix is not this install's).
     """
-    if state.grant is None:
-        raise BadInput(f"nothing provisioned in environment {state.env!r} yet",
-                       f"run `provision s3|azure|gcs --env {state.env} --prefix P` first")
+    grant_of(state)
     storage = data_path / "storage"
     if not data_path.is_dir():
         raise BadInput(f"--data-path {data_path} is not a directory",
@@ -627,112 +625,3 @@ def _jobs(br: BucketReport, cache: ChecksumCache) -> Iterator[UploadJob]:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
-
-
-# ---- presentation (rich, stderr) ----------------------------------------------------------------------------------
-class RichProgress:
-    """A rich progress bar on the given console: bytes done/total, bytes/s, ETA, files done/total.
-
-    Use as a context manager around `migrate`; pass it as ``progress``.
-
-    Args:
-        console: a rich Console (the CLI's, on stderr).
-    """
-
-    def __init__(self, console: Any) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("{task.description:<10}"), BarColumn(), DownloadColumn(binary_units=True),
-            TransferSpeedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            TextColumn("{task.fields[files]}/{task.fields[total_files]} files"),
-            console=console, transient=False,
-        )
-        self._task: Any = None
-        self._started = False
-        self._files = 0
-        self._pending = 0
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> RichProgress:
-        return self  # the bar appears with the first phase that has work (nothing printed otherwise)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._started:
-            self._progress.stop()
-
-    def phase(self, name: str, total_bytes: int, total_files: int) -> None:
-        if self._task is not None:
-            self._progress.stop_task(self._task)
-        if total_files == 0:
-            self._task = None
-            return
-        if not self._started:
-            self._progress.start()
-            self._started = True
-        self._files = self._pending = 0
-        self._task = self._progress.add_task(name, total=total_bytes or None, files=0, total_files=total_files)
-
-    def advance(self, nbytes: int = 0, files: int = 0) -> None:
-        if self._task is None:
-            return
-        with self._lock:  # progress arrives every few KiB: hand it to rich per MiB or finished file
-            self._files += files
-            self._pending += nbytes
-            if files or abs(self._pending) >= 1024 * 1024:
-                self._progress.update(self._task, advance=self._pending, files=self._files)
-                self._pending = 0
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
-def print_report(report: MigrateReport, console: Any, limit: int = 20) -> None:
-    """Print the summary table (per bucket: files, bytes, skipped, uploaded or would upload, failed), the failed
-    files (at most ``limit``), and in a dry run the first ``limit`` files that would be uploaded, to ``console``."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    verb = "would upload" if report.dry_run else "uploaded"
-    title = "migrate — dry run: nothing uploaded" if report.dry_run else f"migrate — env {report.env}"
-    table = Table(title=title, title_justify="left")
-    for column in ("bucket", "folder", "files", "bytes", "skipped", verb, "failed"):
-        table.add_column(column, justify="right" if column not in ("bucket", "folder") else "left")
-    for b in report.buckets:
-        sent = (b.to_upload, b.to_upload_bytes) if report.dry_run else (b.uploaded, b.uploaded_bytes)
-        table.add_row(b.bucket, escape(str(b.folder)), str(b.files), _size(b.bytes),
-                      f"{b.skipped} ({_size(b.skipped_bytes)})", f"{sent[0]} ({_size(sent[1])})",
-                      f"[red]{len(b.failed)}[/]" if b.failed else "0")
-    console.print(table)
-    if report.dry_run:
-        planned = [(b.bucket, p) for b in report.buckets for p in b.planned]
-        for bucket, p in planned[:limit]:
-            console.print(f"  would upload {escape(bucket)}/{escape(p.job.key)} ({_size(p.job.size)}, {p.reason})",
-                          soft_wrap=True)
-        if len(planned) > limit:
-            console.print(f"  … and {len(planned) - limit} more (--json lists them all)")
-    failures = report.failures
-    for bucket, f in failures[:limit]:
-        console.print(f"  [red]failed[/] {escape(bucket)}/{escape(f.key)}: {escape(f.error)}", soft_wrap=True)
-    if len(failures) > limit:
-        console.print(f"  … and {len(failures) - limit} more failures (--json lists them all)")
-    if report.dry_run:
-        console.print(f"dry run: {report.total('to_upload')} files ({_size(report.total('to_upload_bytes'))}) would "
-                      f"be uploaded, {report.total('skipped')} skipped ({_size(report.total('skipped_bytes'))}) as "
-                      f"already there; nothing was uploaded")
-    else:
-        rate = f", {_size(report.bytes_per_second)}/s" if report.total("uploaded_bytes") else ""
-        console.print(f"{report.total('uploaded')} files ({_size(report.total('uploaded_bytes'))}) uploaded, "
-                      f"{report.total('skipped')} skipped, {len(failures)} failed in {report.seconds:.1f} s{rate}")

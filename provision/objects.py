@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from provision.errors import BadInput
+from provision.models import Grant
 from provision.state import State
 
 if TYPE_CHECKING:
@@ -80,14 +81,24 @@ class ObjectStore(Protocol):
         ...
 
 
-def _check_buckets(state: State, buckets: list[str]) -> None:
+def grant_of(state: State) -> Grant:
+    """The Grant of a loaded state: the one "has a credential" check of every command that uses it.
+
+    Raises:
+        BadInput: the environment holds no credential yet.
+    """
     if state.grant is None:
-        raise BadInput(f"nothing provisioned in environment {state.env!r}",
+        raise BadInput(f"environment {state.env!r} has no credential yet",
                        f"run `provision s3|azure|gcs --env {state.env} ...` first")
+    return state.grant
+
+
+def _check_buckets(state: State, buckets: list[str]) -> None:
+    grant = grant_of(state)
     for bucket in buckets:
-        if bucket not in state.grant.buckets:
+        if bucket not in grant.buckets:
             raise BadInput(f"bucket {bucket!r} is not in the grant of environment {state.env!r}",
-                           f"use one of: {', '.join(state.grant.buckets)}")
+                           f"use one of: {', '.join(grant.buckets)}")
 
 
 def open_stores(state: State, buckets: list[str], write: bool = False) -> list[ObjectStore]:

@@ -6,7 +6,8 @@ one piece of data work, through the provider-neutral `provision.objects.ObjectSt
 
 from __future__ import annotations
 
-from provision.objects import ObjectStore
+from provision.objects import ObjectStore, open_store
+from provision.state import State
 
 
 def ensure_folders(store: ObjectStore, prefixes: list[str], dry_run: bool = False) -> list[str]:
@@ -39,3 +40,23 @@ def ensure_folders(store: ObjectStore, prefixes: list[str], dry_run: bool = Fals
         if not exists:
             created.append(prefix)
     return created
+
+
+def ensure_layout(state: State, bucket: str, prefixes: list[str], dry_run: bool = False) -> tuple[str, list[str]]:
+    """`ensure_folders` in ``bucket`` of the stored grant, opened for writing (`provision.objects.open_store`).
+
+    Args:
+        state: the environment's state (its grant must hold ``bucket``).
+        bucket: the bucket the Onepanel workspace syncs from.
+        prefixes: the folder keys (`provision.render.OnepanelLayout.prefixes`).
+        dry_run: only report which folders would be created.
+
+    Returns:
+        (``<scheme>://<bucket>/`` of the bucket, the folder keys created or that would be created).
+
+    Raises:
+        BadInput: ``bucket`` is not one of the grant's.
+        CloudRefused: the store refused a request.
+    """
+    store = open_store(state, bucket, write=True)
+    return f"{store.url_scheme}://{store.bucket}/", ensure_folders(store, prefixes, dry_run=dry_run)

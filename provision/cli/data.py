@@ -1,0 +1,128 @@
+"""``provision migrate | links | manifest | cvat attach``: the data commands. Each loads the environment through
+`provision.actions` and calls the module that does the job (`provision.migrate`, `provision.links`,
+`provision.manifest`, `provision.cvat`), then prints through `provision.output`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from provision.cli import ENV, JSON, app, errors, sub_app
+
+
+@app.command("migrate")
+@errors
+def migrate_command(
+    data_path: Path = typer.Option(..., "--data-path", metavar="DIR",
+                                   help="Supervisely's DATA_PATH: DIR/storage/<bucket>/ goes into each bucket."),
+    concurrency: int = typer.Option(10, "--concurrency", min=1, max=64, help="Parallel requests (1-64)."),
+    env: str = ENV,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be uploaded or skipped; upload nothing."),
+    json_out: bool = JSON,
+) -> None:
+    """Copy an existing install's local storage into the grant's buckets; re-runs skip what is already there."""
+    from provision import actions, output
+    from provision.state import StateStore
+
+    store = StateStore(env)
+    if json_out:
+        report = actions.migrate(store, data_path, dry_run=dry_run, concurrency=concurrency, notify=output.say)
+    else:
+        with output.MigrateProgress() as bar:
+            report = actions.migrate(store, data_path, dry_run=dry_run, concurrency=concurrency, progress=bar,
+                                     notify=output.say)
+    output.migrate_report(report, json_out)
+    failed = actions.migrate_failed(report, data_path)
+    if failed is not None:
+        raise failed
+
+
+@app.command("links")
+@errors
+def links_command(
+    bucket: list[str] | None = typer.Option(None, "--bucket", metavar="B",
+                                            help="Only this bucket (repeatable; default: all of the grant's)."),
+    key_prefix: str = typer.Option("", "--prefix", metavar="KEYPREFIX", help="Only keys starting with KEYPREFIX."),
+    ext: list[str] | None = typer.Option(None, "--ext", metavar=".jpg,.png,...",
+                                         help="Only keys with these extensions (case-insensitive)."),
+    out: Path | None = typer.Option(None, "--out", metavar="FILE", help="Write to FILE instead of stdout."),
+    env: str = ENV,
+) -> None:
+    """A Supervisely links file: one s3://, azure:// or google://bucket/key per line for the grant's objects, in key
+    order, streamed."""
+    from provision import actions, output
+    from provision.links import parse_extensions, write_links, write_links_file
+
+    extensions = parse_extensions(ext)
+    state = actions.load(env)
+    options = {"buckets": bucket, "prefix": key_prefix, "extensions": extensions}
+    if out is not None:
+        report = write_links_file(state, out.absolute(), **options)
+    else:
+        try:
+            report = write_links(state, sys.stdout, **options)  # type: ignore[arg-type]
+            sys.stdout.flush()
+        except BrokenPipeError:  # `provision links | head`: the reader has gone; that is not an error
+            raise typer.Exit(0) from None
+    output.links_summary(report, out, env, any(r.target == "supervisely" for r in state.renders))
+
+
+@app.command("manifest")
+@errors
+def manifest_command(
+    bucket: str | None = typer.Option(None, "--bucket", help="The grant's bucket (default: the first)."),
+    key_prefix: str = typer.Option("", "--prefix", metavar="KEYPREFIX",
+                                   help="The images' folder: names are relative to it, and --upload puts "
+                                   "manifest.jsonl there (default: the bucket root)."),
+    upload: bool = typer.Option(False, "--upload", help="Put manifest.jsonl next to the images (with the admin "
+                                "credential unless the grant is --full)."),
+    checksum: bool = typer.Option(False, "--checksum", help="Add CVAT's checksum (md5 of the decoded pixels); "
+                                  "reads every image completely."),
+    out: Path = typer.Option(Path("manifest.jsonl"), "--out", metavar="FILE",
+                             help="Where to write it (default: ./manifest.jsonl)."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, max=64, help="Images read in parallel (1-64)."),
+    env: str = ENV,
+    json_out: bool = JSON,
+) -> None:
+    """CVAT's manifest.jsonl for the images in a bucket, from ranged reads of their headers (no full download)."""
+    from provision import actions, output
+    from provision.manifest import make_manifest
+
+    state = actions.load(env, need="grant")
+    with output.ProgressBar("reading image headers") as bar:
+        run = make_manifest(state, bucket, key_prefix, out, upload=upload, checksum=checksum,
+                            concurrency=concurrency, on_total=bar.total, on_image=bar.advance)
+    output.manifest_report(run, env, json_out)
+
+
+cvat_app = sub_app("CVAT: attach the grant's bucket as a cloud storage (needs the cvat extra).")
+app.add_typer(cvat_app, name="cvat")
+
+
+@cvat_app.command("attach")
+@errors
+def cvat_attach_command(
+    url: str = typer.Option(..., "--url", help="CVAT's URL, e.g. https://cvat.example.com."),
+    token: str | None = typer.Option(None, "--token", envvar="CVAT_ACCESS_TOKEN",
+                                     help="A CVAT Personal Access Token (or $CVAT_ACCESS_TOKEN)."),
+    username: str | None = typer.Option(None, "--username", help="A CVAT user, with --password."),
+    password: str | None = typer.Option(None, "--password", envvar="CVAT_PASSWORD",
+                                        help="The CVAT user's password (or $CVAT_PASSWORD)."),
+    bucket: str | None = typer.Option(None, "--bucket", help="The grant's bucket to attach (default: the first)."),
+    display_name: str | None = typer.Option(None, "--display-name", help="CVAT display name (default: bucket)."),
+    manifest: list[str] | None = typer.Option(None, "--manifest", metavar="KEY",
+                                              help="A manifest key in the bucket (repeatable), e.g. from "
+                                              "`provision manifest --upload`."),
+    env: str = ENV,
+    json_out: bool = JSON,
+) -> None:
+    """Create CVAT's cloud storage for the bucket, or update the existing one in place (same id)."""
+    from provision import actions, output
+    from provision.cvat import attach
+
+    state = actions.load(env, need="grant")
+    result = attach(state.grant, url, token=token, username=username,  # type: ignore[arg-type]
+                    password=password, bucket=bucket, display_name=display_name, manifests=manifest)
+    output.cvat_attach_report(result, env, json_out)

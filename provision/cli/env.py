@@ -1,0 +1,90 @@
+"""``provision render-env | verify | status | destroy``: one `provision.actions` call each, printed through
+`provision.output`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from provision.cli import DRY_RUN, ENV, JSON, SHOW, app, errors
+
+
+@app.command("render-env")
+@errors
+def render_env_command(
+    target: str = typer.Option("supervisely", "--target", help="supervisely, cvat or onepanel."),
+    out: Path = typer.Option(Path("."), "--out", help="Directory to write into (Supervisely: `supervisely where`)."),
+    connection: str | None = typer.Option(None, "--connection", help="remote_links.yml connection name."),
+    bucket: str | None = typer.Option(None, "--bucket", help="cvat, onepanel: the grant's bucket to use "
+                                      "(default: the first)."),
+    display_name: str | None = typer.Option(None, "--display-name", help="cvat: display name (default: bucket)."),
+    manifest: list[str] | None = typer.Option(None, "--manifest", metavar="KEY",
+                                              help="cvat: a manifest key in the bucket (repeatable)."),
+    namespace: str | None = typer.Option(None, "--namespace", help="onepanel: the Onepanel namespace (required)."),
+    sync_dir: str | None = typer.Option(None, "--sync-dir", help="onepanel: file syncer directory, relative to "
+                                        "the namespace, or /PATH from the bucket root (default: workflow-data)."),
+    model_dir: str | None = typer.Option(None, "--model-dir", help="onepanel: trained-model folder inside the "
+                                         "sync directory (default: output)."),
+    cache: list[str] | None = typer.Option(None, "--cache", metavar="NAME=VALUE", help="supervisely: a front-end "
+                                           "proxy cache setting (repeatable), e.g. --cache previews-size=2g --cache "
+                                           "storage-expires=14d; names: previews-size, previews-expires, "
+                                           "storage-size, storage-expires, image-converter-size, "
+                                           "image-converter-expires (Supervisely's defaults apply to the rest)."),
+    env: str = ENV,
+    dry_run: bool = DRY_RUN,
+    json_out: bool = JSON,
+    show_secrets: bool = SHOW,
+) -> None:
+    """Render the platform's files from the stored grant into DIR: supervisely .env, docker-compose.override.yml
+    and remote_links.yml (merged); cvat cvat-cloudstorage.json; onepanel onepanel.env (+ its bucket folders)."""
+    from provision import actions, output
+    from provision.state import StateStore
+
+    options = actions.RenderOptions(connection=connection, bucket=bucket, display_name=display_name,
+                                    manifests=manifest, namespace=namespace, sync_dir=sync_dir, model_dir=model_dir,
+                                    cache=cache)
+    result = actions.render(StateStore(env), target, out, options, dry_run=dry_run)
+    output.render_report(result, json_out, show_secrets)
+
+
+@app.command("verify")
+@errors
+def verify_command(env: str = ENV, json_out: bool = JSON) -> None:
+    """Probe the issued credential: what it should do succeeds, everything else is denied (exit 5 otherwise)."""
+    from provision import actions, output
+    from provision.state import StateStore
+
+    result = actions.verify(StateStore(env))
+    output.verify_report(result, json_out)
+    result.check()
+
+
+@app.command("status")
+@errors
+def status_command(env: str = ENV, json_out: bool = JSON) -> None:
+    """Live resources vs the state file: missing, drifted, deleted or expiring, each with the command to fix it."""
+    from provision import actions, output
+    from provision.state import StateStore
+
+    output.status_report(actions.status(StateStore(env)), json_out)
+
+
+@app.command("destroy")
+@errors
+def destroy_command(
+    env: str = ENV,
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation (needed without a terminal)."),
+    delete_data: bool = typer.Option(False, "--delete-data", help="Also delete objects in buckets it created."),
+    dry_run: bool = DRY_RUN,
+    json_out: bool = JSON,
+) -> None:
+    """Delete, newest first, what provision created (keys, policies, users, roles, empty buckets); never what it
+    adopted."""
+    from provision import actions, output
+    from provision.state import StateStore
+
+    confirm = (lambda question: typer.confirm(question, abort=True)) if sys.stdin.isatty() else None
+    result = actions.destroy(StateStore(env), yes=yes, delete_data=delete_data, dry_run=dry_run, confirm=confirm)
+    output.destroy_report(result, json_out)

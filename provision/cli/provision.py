@@ -1,0 +1,128 @@
+"""``provision s3 | azure | gcs``: flags -> a Profile -> `provision.actions.apply` -> `provision.output`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from provision.cli import DRY_RUN, ENV, JSON, NO_VERIFY, ROTATE, SHOW, app, errors
+
+PREFIX = typer.Option(None, "--prefix", help="Supervisely's pair: P-public and P-private.")
+
+
+@app.command("s3")
+@errors
+def s3_command(
+    buckets: list[str] | None = typer.Argument(None, metavar="[BUCKET]...", help="Bucket names."),
+    prefix: str | None = PREFIX,
+    readonly: bool = typer.Option(False, "--readonly", help="List and read only (the default)."),
+    full: bool = typer.Option(False, "--full", help="Read, write, delete and multipart on these buckets only."),
+    iam_role: str | None = typer.Option(None, "--iam-role", help="A role + instance profile instead of a key."),
+    user: str | None = typer.Option(None, "--user", help="IAM user name (default provision-<prefix>-<access>)."),
+    region: str | None = typer.Option(None, "--region", help="Bucket region (default: the SDK's, or us-east-1)."),
+    endpoint_url: str | None = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (MinIO...)."),
+    rotate: bool = ROTATE,
+    no_verify: bool = NO_VERIFY,
+    env: str = ENV,
+    dry_run: bool = DRY_RUN,
+    json_out: bool = JSON,
+    show_secrets: bool = SHOW,
+) -> None:
+    """Buckets with secure defaults and a least-privilege IAM user + access key (or role) for exactly them."""
+    overrides = {"buckets": buckets, "prefix": prefix, "iam_role": iam_role, "user": user, "region": region,
+                 "endpoint_url": endpoint_url, "access": _access(readonly, full)}
+    _apply("s3", env, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
+
+
+@app.command("azure")
+@errors
+def azure_command(
+    containers: list[str] | None = typer.Argument(None, metavar="[CONTAINER]...", help="Container names."),
+    prefix: str | None = PREFIX,
+    account: str | None = typer.Option(None, "--account", help="Storage account name (3–24 a-z0-9)."),
+    resource_group: str | None = typer.Option(None, "--resource-group", help="Resource group (default "
+                                              "provision-<account>)."),
+    location: str | None = typer.Option(None, "--location", help="Azure location (default westeurope)."),
+    subscription: str | None = typer.Option(None, "--subscription", help="Subscription id (default "
+                                            "AZURE_SUBSCRIPTION_ID, else the only one)."),
+    connection_string: str | None = typer.Option(None, "--connection-string", help="Data-plane-only mode for an "
+                                                 "existing account (or AZURE_STORAGE_CONNECTION_STRING)."),
+    readonly: bool = typer.Option(False, "--readonly", help="Read + list only (SAS sp=rl; the default)."),
+    full: bool = typer.Option(False, "--full", help="Read, add, create, write, delete, list (SAS sp=racwdl)."),
+    sas_expiry: str | None = typer.Option(None, "--sas-expiry", help="SAS lifetime: 30d, 12h or "
+                                          "2027-01-31T00:00:00Z (default 30d)."),
+    renew_before: str | None = typer.Option(None, "--renew-before", help="Renew the stored SAS when less than "
+                                            "this remains (default 7d, at most half its lifetime)."),
+    account_key: bool = typer.Option(False, "--account-key", help="Hand out the account name + key1 (full "
+                                     "access; what Supervisely's Azure backend takes) instead of a SAS."),
+    keyless: str | None = typer.Option(None, "--keyless", metavar="PRINCIPAL_ID", help="No secret: a role "
+                                       "assignment on each container for this managed identity."),
+    harden: bool = typer.Option(False, "--harden", help="Fix an adopted account's insecure settings."),
+    rotate: bool = ROTATE,
+    no_verify: bool = NO_VERIFY,
+    env: str = ENV,
+    dry_run: bool = DRY_RUN,
+    json_out: bool = JSON,
+    show_secrets: bool = SHOW,
+) -> None:
+    """A storage account with secure defaults, private containers, and a SAS with a known expiry (or the account
+    key, or keyless RBAC) for exactly them."""
+    overrides = {"buckets": containers, "prefix": prefix, "account": account, "resource_group": resource_group,
+                 "location": location, "subscription": subscription, "connection_string": connection_string,
+                 "sas_expiry": sas_expiry, "renew_before": renew_before, "account_key": account_key or None,
+                 "keyless": True if keyless is not None else None, "principal_id": keyless,
+                 "harden": harden or None, "access": _access(readonly, full)}
+    _apply("azure", env, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
+
+
+@app.command("gcs")
+@errors
+def gcs_command(
+    buckets: list[str] | None = typer.Argument(None, metavar="[BUCKET]...", help="Bucket names."),
+    prefix: str | None = PREFIX,
+    project: str | None = typer.Option(None, "--project", help="GCP project id."),
+    location: str | None = typer.Option(None, "--location", help="Bucket location (default US)."),
+    readonly: bool = typer.Option(False, "--readonly", help="objectViewer + legacyBucketReader (the default)."),
+    full: bool = typer.Option(False, "--full", help="objectAdmin + legacyBucketReader on these buckets only."),
+    service_account: str | None = typer.Option(None, "--service-account", help="Service-account id (default "
+                                               "provision-<prefix>-<ro|rw>)."),
+    hmac: bool = typer.Option(False, "--hmac", help="An HMAC key for the S3-interoperable endpoint instead of a "
+                              "JSON key file."),
+    keyless: bool = typer.Option(False, "--keyless", help="No secret: the VM's attached service account."),
+    harden: bool = typer.Option(False, "--harden", help="Fix an adopted bucket's insecure settings."),
+    rotate: bool = ROTATE,
+    no_verify: bool = NO_VERIFY,
+    env: str = ENV,
+    dry_run: bool = DRY_RUN,
+    json_out: bool = JSON,
+    show_secrets: bool = SHOW,
+) -> None:
+    """Buckets with uniform access and public access prevention, a service account bound to exactly them, and a
+    key file (or HMAC key, or nothing with --keyless)."""
+    overrides = {"buckets": buckets, "prefix": prefix, "project": project, "location": location,
+                 "service_account": service_account, "hmac": hmac or None, "keyless": keyless or None,
+                 "harden": harden or None, "access": _access(readonly, full)}
+    _apply("gcs", env, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
+
+
+def _access(readonly: bool, full: bool) -> str | None:
+    """The ``access`` override of ``--readonly`` / ``--full`` (None: neither given). Raises BadInput for both."""
+    if readonly and full:
+        from provision.errors import BadInput
+
+        raise BadInput("--readonly and --full are mutually exclusive", "pass one of them")
+    return "full" if full else ("readonly" if readonly else None)
+
+
+def _apply(provider: str, env: str, overrides: dict[str, Any], dry_run: bool, json_out: bool, show_secrets: bool,
+           rotate: bool, verify: bool) -> None:
+    """Build the profile (the env's profile file, then the flags), apply it, print the report."""
+    from provision import actions, output
+    from provision.profiles import load_profile
+    from provision.state import StateStore
+
+    store = StateStore(env)
+    profile = load_profile(env, overrides, provider)
+    result = actions.apply(profile, store, dry_run=dry_run, rotate=rotate, verify=verify, notify=output.say)
+    output.apply_report(result, json_out, show_secrets)

@@ -1,0 +1,42 @@
+"""``provision sandbox up | down | status``: the embedded local cloud (`provision.sandbox`)."""
+
+from __future__ import annotations
+
+import typer
+
+from provision.cli import JSON, app, errors, sub_app
+
+sandbox_app = sub_app("The embedded local cloud: real S3/IAM, Azure Blob and GCS APIs on 127.0.0.1.")
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.command("up")
+@errors
+def sandbox_up(json_out: bool = JSON) -> None:
+    """Start the local clouds on 127.0.0.1: S3 + IAM + STS (IAM policies enforced), Azure Blob (Azurite, HTTPS,
+    SAS enforced) and Cloud Storage (emulator; no IAM)."""
+    from provision import output, sandbox
+
+    info, started = sandbox.up()
+    output.sandbox_up_report(info, started, json_out)
+
+
+@sandbox_app.command("down")
+@errors
+def sandbox_down() -> None:
+    """Stop the sandbox (its data lives in memory and goes with it)."""
+    from provision import output, sandbox
+
+    output.say("sandbox stopped" if sandbox.down() else "sandbox was not running")
+
+
+@sandbox_app.command("status")
+@errors
+def sandbox_status(json_out: bool = JSON) -> None:
+    """Say whether the sandbox runs, and where."""
+    from provision import output, sandbox
+
+    info = sandbox.read_info()
+    output.sandbox_status_report(info, json_out)
+    if info is None:
+        raise typer.Exit(1)
