@@ -104,6 +104,7 @@ class GrantState(BaseModel):
     Attributes:
         name: the grant's name (set from its key in `State.grants`; not stored twice).
         env: the environment's name (set by `State`; not stored twice).
+        state_id: the environment state's random id (set by `State`), for owner marks on what it creates.
         provider: ``s3`` | ``azure`` | ``gcs``, or None before the first apply.
         inputs: the validated profile of the last apply (no secrets), used to spot a changed re-run.
         grant: the Grant, or None until a credential exists.
@@ -114,6 +115,7 @@ class GrantState(BaseModel):
 
     name: str = Field("", exclude=True)
     env: str = Field("", exclude=True)
+    state_id: str = Field("", exclude=True)
     provider: Literal["s3", "azure", "gcs"] | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
     grant: Grant | None = None
@@ -181,14 +183,14 @@ class State(BaseModel):
     def _names(self) -> State:
         for name, record in self.grants.items():
             check_grant_name(name)
-            record.name, record.env = name, self.env
+            record.name, record.env, record.state_id = name, self.env, self.state_id
         return self
 
     def grant_state(self, name: str) -> GrantState:
         """The grant named ``name``, added empty when the environment does not hold it yet."""
         check_grant_name(name)
         if name not in self.grants:
-            self.grants[name] = GrantState(name=name, env=self.env)
+            self.grants[name] = GrantState(name=name, env=self.env, state_id=self.state_id)
         return self.grants[name]
 
     def select(self, name: str | None) -> list[GrantState]:
