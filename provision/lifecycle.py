@@ -11,7 +11,7 @@ from typing import Any
 
 from provision.models import Grant
 from provision.providers.base import PROBE_AUTHS, BaseProvider, Plan, VerifyRow
-from provision.state import State
+from provision.state import GrantState, State
 
 EXPIRY_WARNING = timedelta(days=14)
 """A SAS or key expiring sooner than this is reported by ``status``."""
@@ -22,7 +22,7 @@ def probeable(grant: Grant | None) -> bool:
     return grant is not None and grant.auth.kind in PROBE_AUTHS
 
 
-def verify_until_settled(provider: BaseProvider, state: State, timeout: float = 60.0) -> list[VerifyRow]:
+def verify_until_settled(provider: BaseProvider, state: GrantState, timeout: float = 60.0) -> list[VerifyRow]:
     """Run ``provider.verify`` until every row matches or ``timeout`` seconds pass (IAM, RBAC and bucket IAM are
     eventually consistent), backing off from 1 s to 8 s. Returns the last rows."""
     delay, deadline = 1.0, time.monotonic() + timeout
@@ -35,28 +35,35 @@ def verify_until_settled(provider: BaseProvider, state: State, timeout: float = 
 
 
 def rerender(state: State) -> list[Path]:
-    """Repeat every recorded ``render-env`` run with the current grant (after a rotation). Returns the paths
-    written. Raises what `provision.render` raises."""
+    """Repeat every recorded ``render-env`` run with the environment's current grants (after a rotation, or after
+    a grant was destroyed: its Links connection and mounts go). A run for one grant (CVAT, Onepanel) whose grant is
+    gone is dropped. Returns the paths written. Raises what `provision.render` raises."""
     from provision.render import render_target, write
 
-    if state.grant is None:
-        return []
     written: list[Path] = []
-    for record in state.renders:
-        files = render_target(record.target, state, Path(record.out), record.options)
+    for record in list(state.renders):
+        grant = record.options.get("grant")
+        if grant is not None and grant not in state.grants:
+            state.renders.remove(record)
+            continue
+        if record.target != "supervisely" and not any(g.grant for g in state.select(grant)):
+            continue
+        options = dict(record.options)
+        files = render_target(record.target, state, Path(record.out), options)
         write(files)
+        record.options = {k: v for k, v in options.items() if v not in (None, [], {})}
         written += [f.path for f in files if f.action != "no change"]
     return written
 
 
-def reapply_command(state: State) -> str:
-    """The ``provision <provider> ...`` command line that re-applies the stored inputs of ``state``.
+def reapply_command(state: GrantState) -> str:
+    """The ``provision <provider> ...`` command line that re-applies the stored inputs of the grant ``state``.
 
     A stored connection string is a secret and is never printed: the command reads it from
     ``$AZURE_STORAGE_CONNECTION_STRING`` instead.
     """
     inputs: dict[str, Any] = state.inputs
-    parts = ["provision", state.provider or "s3", "--env", state.env]
+    parts = ["provision", state.provider or "s3", "--env", state.env, "--grant", state.name]
     parts += list(inputs.get("buckets") or [])
     for key, value in inputs.items():
         if key in ("buckets", "provider", "sandbox", "principal_id") or value in (None, False, [], ""):
@@ -77,7 +84,7 @@ def reapply_command(state: State) -> str:
     return command
 
 
-def drift(provider: BaseProvider, state: State, now: datetime | None = None) -> list[dict[str, str]]:
+def drift(provider: BaseProvider, state: GrantState, now: datetime | None = None) -> list[dict[str, str]]:
     """What differs between the cloud and ``state``: the plan a re-apply would make (read-only calls only),
     plus credentials expiring within `EXPIRY_WARNING`.
 

@@ -14,7 +14,7 @@ from typing import TextIO
 from provision.errors import BadInput
 from provision.files import atomic_open
 from provision.objects import grant_of, open_stores
-from provision.state import State
+from provision.state import GrantState
 
 
 @dataclass
@@ -60,7 +60,7 @@ def parse_extensions(values: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(found)
 
 
-def write_links(state: State, out: TextIO, buckets: list[str] | None = None, prefix: str = "",
+def write_links(state: GrantState, out: TextIO, buckets: list[str] | None = None, prefix: str = "",
                 extensions: tuple[str, ...] = ()) -> LinksReport:
     """Write one link per matching object to ``out``, bucket after bucket, each in key order, as it is listed.
 
@@ -102,7 +102,7 @@ def write_links(state: State, out: TextIO, buckets: list[str] | None = None, pre
     return report
 
 
-def write_links_file(state: State, path: Path, **kwargs: object) -> LinksReport:
+def write_links_file(state: GrantState, path: Path, **kwargs: object) -> LinksReport:
     """`write_links` into ``path``: written to a temporary file next to it and renamed when complete, so a
     failed listing never leaves a truncated links file (mode 0644: links hold no secret).
 

@@ -37,7 +37,7 @@ from typing import Any
 from provision.errors import BadInput, CloudRefused
 from provision.files import atomic_write
 from provision.objects import ObjectInfo, ObjectStore, grant_of, open_store
-from provision.state import State
+from provision.state import GrantState
 
 MANIFEST_NAME = "manifest.jsonl"
 HEADER_LINES = ('{"version":"1.1"}', '{"type":"images"}')
@@ -389,7 +389,7 @@ class ManifestRun:
     own_credential: bool = False
 
 
-def make_manifest(state: State, bucket: str | None = None, prefix: str = "", out: Path = Path(MANIFEST_NAME), *,
+def make_manifest(state: GrantState, bucket: str | None = None, prefix: str = "", out: Path = Path(MANIFEST_NAME), *,
                   upload: bool = False, checksum: bool = False, concurrency: int = 8,
                   on_total: Callable[[int], None] | None = None,
                   on_image: Callable[[str], None] | None = None) -> ManifestRun:

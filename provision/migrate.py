@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from provision.errors import BadInput, CloudRefused
 from provision.names import check_env_name
 from provision.objects import ObjectStore, grant_of, open_stores
-from provision.state import State, state_dir
+from provision.state import GrantState, state_dir
 from provision.transfer import Transfer, UploadJob, transfer_for
 
 DEFAULT_CONCURRENCY = 10
@@ -187,7 +187,35 @@ class _Silent:
         pass
 
 
-def check_folders(state: State, data_path: Path) -> list[tuple[str, Path]]:
+def unmigrated(state: GrantState, data_path: Path) -> tuple[int, int]:
+    """How many files (and bytes) under ``DATA_PATH/storage/<bucket>/`` of the grant's buckets no complete
+    ``provision migrate`` of this grant copied: every file when none is recorded for ``data_path``, else those
+    changed since the last complete run started (`provision.state.GrantState.migrated`). Folders that do not
+    exist count as empty.
+
+    Returns:
+        (files, bytes).
+    """
+    since = state.migrated.get(str(data_path.absolute()))
+    cutoff = since.timestamp() if since is not None else None
+    files = size = 0
+    for bucket in (state.grant.buckets if state.grant else []):
+        folder = data_path / "storage" / bucket
+        if not folder.is_dir():
+            continue
+        for root, _dirs, names in os.walk(folder):
+            for name in names:
+                try:
+                    st = os.stat(os.path.join(root, name))
+                except OSError:
+                    continue
+                if cutoff is None or max(st.st_mtime, st.st_ctime) >= cutoff:
+                    files += 1
+                    size += st.st_size
+    return files, size
+
+
+def check_folders(state: GrantState, data_path: Path) -> list[tuple[str, Path]]:
     """Pair each bucket of the stored grant with its folder ``<data_path>/storage/<bucket>``.
 
     Args:
@@ -407,7 +435,7 @@ DEFAULT_CACHE = _Default.CACHE
 """`migrate`'s default ``cache_path``: `cache_path` of the state's environment."""
 
 
-def migrate(state: State, data_path: Path, *, dry_run: bool = False, concurrency: int = DEFAULT_CONCURRENCY,
+def migrate(state: GrantState, data_path: Path, *, dry_run: bool = False, concurrency: int = DEFAULT_CONCURRENCY,
             progress: Progress | None = None,
             cache_path: Path | None | _Default = DEFAULT_CACHE) -> MigrateReport:
     """Copy ``<data_path>/storage/<bucket>/`` into each bucket of the grant, skipping what is already there.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from provision.errors import BadInput
 from provision.models import Grant
-from provision.state import State
+from provision.state import GrantState
 
 if TYPE_CHECKING:
     from provision.transfer import Transfer
@@ -81,7 +81,7 @@ class ObjectStore(Protocol):
         ...
 
 
-def grant_of(state: State) -> Grant:
+def grant_of(state: GrantState) -> Grant:
     """The Grant of a loaded state: the one "has a credential" check of every command that uses it.
 
     Raises:
@@ -93,7 +93,7 @@ def grant_of(state: State) -> Grant:
     return state.grant
 
 
-def _check_buckets(state: State, buckets: list[str]) -> None:
+def _check_buckets(state: GrantState, buckets: list[str]) -> None:
     grant = grant_of(state)
     for bucket in buckets:
         if bucket not in grant.buckets:
@@ -101,7 +101,7 @@ def _check_buckets(state: State, buckets: list[str]) -> None:
                            f"use one of: {', '.join(grant.buckets)}")
 
 
-def open_stores(state: State, buckets: list[str], write: bool = False) -> list[ObjectStore]:
+def open_stores(state: GrantState, buckets: list[str], write: bool = False) -> list[ObjectStore]:
     """One `ObjectStore` per bucket of the stored grant, all from one provider object, so they share its SDK
     session and (for the same credential) its client and connection pool.
 
@@ -125,7 +125,7 @@ def open_stores(state: State, buckets: list[str], write: bool = False) -> list[O
     return [provider.objects(state, bucket, write) for bucket in buckets]
 
 
-def open_store(state: State, bucket: str, write: bool = False) -> ObjectStore:
+def open_store(state: GrantState, bucket: str, write: bool = False) -> ObjectStore:
     """An `ObjectStore` for ``bucket`` of the stored grant (see `open_stores`, which shares one SDK client across
     several buckets).
 

@@ -7,7 +7,7 @@ one piece of data work, through the provider-neutral `provision.objects.ObjectSt
 from __future__ import annotations
 
 from provision.objects import ObjectStore, open_store
-from provision.state import State
+from provision.state import GrantState
 
 
 def ensure_folders(store: ObjectStore, prefixes: list[str], dry_run: bool = False) -> list[str]:
@@ -42,7 +42,7 @@ def ensure_folders(store: ObjectStore, prefixes: list[str], dry_run: bool = Fals
     return created
 
 
-def ensure_layout(state: State, bucket: str, prefixes: list[str], dry_run: bool = False) -> tuple[str, list[str]]:
+def ensure_layout(state: GrantState, bucket: str, prefixes: list[str], dry_run: bool = False) -> tuple[str, list[str]]:
     """`ensure_folders` in ``bucket`` of the stored grant, opened for writing (`provision.objects.open_store`).
 
     Args:

@@ -122,33 +122,46 @@ def apply_report(result: Any, json_out: bool, show_secrets: bool) -> None:
     """Print what `provision.actions.apply` did: the change table, the verify summary, the grant (masked unless
     ``show_secrets``) and the next step; or, with ``json_out``, one JSON document."""
     if json_out:
-        emit_json({"env": result.env, "dry_run": result.dry_run, "changed": result.changed,
-                   "changes": [c.model_dump() for c in result.changes],
+        emit_json({"env": result.env, "grant_name": result.name, "dry_run": result.dry_run,
+                   "changed": result.changed, "changes": [c.model_dump() for c in result.changes],
                    "verify": [dict(r.model_dump(), ok=r.ok) for r in result.verify],
                    "grant": grant_view(result.grant, show_secrets) if result.grant else None,
                    "state_file": str(result.state_file)})
         return
     title = ("plan (dry run: nothing was changed)" if result.dry_run
-             else f"provision {result.provider} — env {result.env}")
+             else f"provision {result.provider} — env {result.env}, grant {result.name}")
     changes_table(result.changes, title)
     if result.verify:
         say(f"verify: all {len(result.verify)} probes match the grant")
     if result.grant is not None:
         grant_summary(result.grant, show_secrets)
     if not result.dry_run:
-        say(f"state: {result.state_file} (mode 0600). Next: provision render-env --env {result.env} --out DIR")
+        say(f"state: {result.state_file} (mode 0600). Next: provision render-env --env {result.env} --out DIR"
+            + _next_render_hint(result.grant))
+
+
+def _next_render_hint(grant: Any) -> str:
+    """What render-env will do with this grant in Supervisely (storage or Links connection), or why it cannot."""
+    if grant is None:
+        return ""
+    from provision.roles import storage_gaps
+
+    if grant.auth.kind == "ambient" and grant.provider != "s3":
+        return " (a keyless grant: Supervisely cannot use it; CVAT neither)"
+    return (" (it can be Supervisely's instance storage)" if not storage_gaps(grant)
+            else " (a Links connection in remote_links.yml; Supervisely's instance storage needs a --full grant)")
 
 
 def render_report(result: Any, json_out: bool, show_secrets: bool) -> None:
     """Print what `provision.actions.render` wrote: each file with its action and managed content (secrets
     masked unless ``show_secrets``), Onepanel's folders and warning, and the next step; or one JSON document."""
-    from provision.render import mask_text, secrets_of
-
-    secrets = [] if show_secrets else secrets_of(result.grant)
+    grants = list(result.grants.values()) or ([result.grant] if result.grant else [])
+    secrets = [] if show_secrets else [s for g in grants for s in secrets_of(g)]
     secrets += [json.dumps(s)[1:-1] for s in secrets]  # as they appear inside JSON strings
     layout, dry_run = result.layout, result.dry_run
     if json_out:
-        document: dict[str, Any] = {"env": result.env, "dry_run": dry_run, "files": [
+        document: dict[str, Any] = {"env": result.env, "dry_run": dry_run, "storage": result.storage,
+                                    "connections": result.connections, "files": [
             {"path": str(f.path), "action": f.action, "backup": str(f.backup) if f.backup else None,
              "managed": mask_text(f.preview, secrets)} for f in result.files]}
         if layout is not None:
@@ -179,7 +192,15 @@ def render_report(result: Any, json_out: bool, show_secrets: bool) -> None:
     elif result.target == "onepanel":
         say("Next: export these variables in Onepanel, then create the CVAT workspace")
     else:
-        say("Next: supervisely up -d")
+        if result.storage is None:
+            say("[yellow].env not changed:[/] no grant of this environment can be Supervisely's instance storage "
+                "(it writes every upload there: read, write, delete and multipart on a P-public / P-private pair); "
+                f"run `provision s3 --prefix P --full --env {result.env}` (or azure --account-key, gcs --full) for it")
+        else:
+            say(f"instance storage (.env): grant {result.storage}")
+        if result.connections:
+            say("Links connections (remote_links.yml): " + ", ".join(result.connections))
+        say("Next: supervisely up -d" if result.files else "nothing to change")
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -195,16 +216,24 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) ->
 
 
 def verify_report(result: Any, json_out: bool) -> None:
-    """Print the probes of `provision.actions.verify` as a table (or one JSON document)."""
+    """Print the probes of `provision.actions.verify`, one table per grant (or one JSON document)."""
     rows = result.rows
     if json_out:
-        emit_json({"env": result.env, "ok": result.ok, "rows": [dict(r.model_dump(), ok=r.ok) for r in rows]})
+        emit_json({"env": result.env, "ok": result.ok, "rows": [dict(r.model_dump(), ok=r.ok) for r in rows],
+                   "grants": [{"name": g.name, "uses": g.uses, "access": g.grant.access.value, "skipped": g.skipped,
+                               "rows": [dict(r.model_dump(), ok=r.ok) for r in g.rows]} for g in result.grants]})
         return
-    _table(f"verify — env {result.env}: {result.grant.access.value} credential",
-           ("operation", "target", "expected", "actual", ""),
-           [(r.operation, r.target, r.expected, r.actual, "[green]ok[/]" if r.ok else "[red]WRONG[/]") for r in rows])
+    for g in result.grants:
+        title = (f"verify — env {result.env}, grant {g.name}: {g.grant.access.value} {g.grant.provider} credential, "
+                 f"checked as {', '.join(g.uses)}")
+        if g.skipped:
+            say(f"{title}: skipped ({g.skipped})")
+            continue
+        _table(title, ("operation", "target", "expected", "actual", ""),
+               [(r.operation, r.target, r.expected, r.actual, "[green]ok[/]" if r.ok else "[red]WRONG[/]")
+                for r in g.rows])
     if result.ok:
-        say(f"[green]all {len(rows)} probes match the grant[/]")
+        say(f"[green]all {len(rows)} probes match their grants[/]")
 
 
 def status_report(result: Any, json_out: bool) -> None:
@@ -221,21 +250,25 @@ def status_report(result: Any, json_out: bool) -> None:
     if result.in_sync:
         say("[green]in sync: the cloud matches the state file[/]")
         return
-    _table("drift", ("resource", "name", "problem", "fix"),
-           [(row["resource"], row["name"], f"[yellow]{row['problem']}[/]", row["fix"]) for row in result.rows])
+    _table("drift", ("grant", "resource", "name", "problem", "fix"),
+           [(row.get("grant", ""), row["resource"], row["name"], f"[yellow]{row['problem']}[/]", row["fix"])
+            for row in result.rows])
 
 
 def destroy_report(result: Any, json_out: bool) -> None:
     """Print what `provision.actions.destroy` deleted, what it left in place, and which rendered files are now
     stale (or one JSON document)."""
     if json_out:
-        emit_json({"env": result.env, "dry_run": result.dry_run, "changes": [c.model_dump() for c in result.changes],
-                   "left_in_place": result.kept})
+        emit_json({"env": result.env, "dry_run": result.dry_run, "grants": result.grants,
+                   "changes": [c.model_dump() for c in result.changes], "left_in_place": result.kept,
+                   "rerendered": [str(p) for p in result.rerendered]})
         return
     changes_table(result.changes, "plan (dry run: nothing was deleted)" if result.dry_run
                   else f"destroy — env {result.env}")
     if result.kept:
         say("left in place (adopted, never deleted): " + ", ".join(result.kept))
+    for path in result.rerendered:
+        say(f"re-rendered {path} (without the destroyed grant)")
     if result.rendered:
         say("the files rendered into " + ", ".join(result.rendered) + " still point at what was deleted: re-render "
             "them for another grant, or remove the storage lines")

@@ -109,6 +109,8 @@ class GrantState(BaseModel):
         inputs: the validated profile of the last apply (no secrets), used to spot a changed re-run.
         grant: the Grant, or None until a credential exists.
         resources: every resource created or adopted for this grant, in creation order.
+        migrated: Supervisely ``DATA_PATH`` -> UTC start of the last ``provision migrate`` from it into this
+            grant's buckets that uploaded every file.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -120,6 +122,7 @@ class GrantState(BaseModel):
     inputs: dict[str, Any] = Field(default_factory=dict)
     grant: Grant | None = None
     resources: list[Resource] = Field(default_factory=list)
+    migrated: dict[str, datetime] = Field(default_factory=dict)
 
     def find(self, kind: str, name: str) -> Resource | None:
         """The recorded resource of ``kind`` named ``name``, or None."""

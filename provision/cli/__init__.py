@@ -34,7 +34,10 @@ app = typer.Typer(
     context_settings=GROUP_SETTINGS,
 )
 
-ENV = typer.Option("default", "--env", help="Environment: state in .provision/<env>.json, defaults in envs/<env>.yaml.")
+ENV = typer.Option("default", "--env", help="Environment (one platform install): state in <state dir>/<env>.json "
+                   "(PROVISION_STATE_DIR, else the nearest .provision/ up from here, else the per-user state "
+                   "directory), defaults in envs/<env>.yaml.")
+GRANT = typer.Option(None, "--grant", metavar="NAME", help="Only this grant of the environment.")
 DRY_RUN = typer.Option(False, "--dry-run", help="Print the plan; make no change at all.")
 JSON = typer.Option(False, "--json", help="Print one JSON document on stdout (human text goes to stderr).")
 SHOW = typer.Option(False, "--show-secrets", help="Print secrets instead of masking them.")

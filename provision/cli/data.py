@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from provision.cli import ENV, JSON, app, errors, sub_app
+from provision.cli import ENV, GRANT, JSON, app, errors, sub_app
 
 
 @app.command("migrate")
@@ -19,6 +19,7 @@ def migrate_command(
                                    help="Supervisely's DATA_PATH: DIR/storage/<bucket>/ goes into each bucket."),
     concurrency: int = typer.Option(10, "--concurrency", min=1, max=64, help="Parallel requests (1-64)."),
     env: str = ENV,
+    grant: str | None = GRANT,
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be uploaded or skipped; upload nothing."),
     json_out: bool = JSON,
 ) -> None:
@@ -28,11 +29,12 @@ def migrate_command(
 
     store = StateStore(env)
     if json_out:
-        report = actions.migrate(store, data_path, dry_run=dry_run, concurrency=concurrency, notify=output.say)
+        report = actions.migrate(store, data_path, grant=grant, dry_run=dry_run, concurrency=concurrency,
+                                 notify=output.say)
     else:
         with output.MigrateProgress() as bar:
-            report = actions.migrate(store, data_path, dry_run=dry_run, concurrency=concurrency, progress=bar,
-                                     notify=output.say)
+            report = actions.migrate(store, data_path, grant=grant, dry_run=dry_run, concurrency=concurrency,
+                                     progress=bar, notify=output.say)
     output.migrate_report(report, json_out)
     failed = actions.migrate_failed(report, data_path)
     if failed is not None:
@@ -49,6 +51,7 @@ def links_command(
                                          help="Only keys with these extensions (case-insensitive)."),
     out: Path | None = typer.Option(None, "--out", metavar="FILE", help="Write to FILE instead of stdout."),
     env: str = ENV,
+    grant: str | None = GRANT,
 ) -> None:
     """A Supervisely links file: one s3://, azure:// or google://bucket/key per line for the grant's objects, in key
     order, streamed."""
@@ -56,7 +59,8 @@ def links_command(
     from provision.links import parse_extensions, write_links, write_links_file
 
     extensions = parse_extensions(ext)
-    state = actions.load(env)
+    env_state = actions.load(env, need="grant")
+    state = actions.data_grant(env_state, grant, "links")
     options = {"buckets": bucket, "prefix": key_prefix, "extensions": extensions}
     if out is not None:
         report = write_links_file(state, out.absolute(), **options)
@@ -66,7 +70,7 @@ def links_command(
             sys.stdout.flush()
         except BrokenPipeError:  # `provision links | head`: the reader has gone; that is not an error
             raise typer.Exit(0) from None
-    output.links_summary(report, out, env, any(r.target == "supervisely" for r in state.renders))
+    output.links_summary(report, out, env, any(r.target == "supervisely" for r in env_state.renders))
 
 
 @app.command("manifest")
@@ -84,13 +88,14 @@ def manifest_command(
                              help="Where to write it (default: ./manifest.jsonl)."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, max=64, help="Images read in parallel (1-64)."),
     env: str = ENV,
+    grant: str | None = GRANT,
     json_out: bool = JSON,
 ) -> None:
     """CVAT's manifest.jsonl for the images in a bucket, from ranged reads of their headers (no full download)."""
     from provision import actions, output
     from provision.manifest import make_manifest
 
-    state = actions.load(env, need="grant")
+    state = actions.data_grant(actions.load(env, need="grant"), grant, "manifest")
     with output.ProgressBar("reading image headers") as bar:
         run = make_manifest(state, bucket, key_prefix, out, upload=upload, checksum=checksum,
                             concurrency=concurrency, on_total=bar.total, on_image=bar.advance)
@@ -116,13 +121,14 @@ def cvat_attach_command(
                                               help="A manifest key in the bucket (repeatable), e.g. from "
                                               "`provision manifest --upload`."),
     env: str = ENV,
+    grant: str | None = GRANT,
     json_out: bool = JSON,
 ) -> None:
     """Create CVAT's cloud storage for the bucket, or update the existing one in place (same id)."""
     from provision import actions, output
     from provision.cvat import attach
 
-    state = actions.load(env, need="grant")
+    state = actions.data_grant(actions.load(env, need="grant"), grant, "cvat attach")
     result = attach(state.grant, url, token=token, username=username,  # type: ignore[arg-type]
                     password=password, bucket=bucket, display_name=display_name, manifests=manifest)
     output.cvat_attach_report(result, env, json_out)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from provision.cli import DRY_RUN, ENV, JSON, SHOW, app, errors
+from provision.cli import DRY_RUN, ENV, GRANT, JSON, SHOW, app, errors
 
 
 @app.command("render-env")
@@ -16,7 +16,13 @@ from provision.cli import DRY_RUN, ENV, JSON, SHOW, app, errors
 def render_env_command(
     target: str = typer.Option("supervisely", "--target", help="supervisely, cvat or onepanel."),
     out: Path = typer.Option(Path("."), "--out", help="Directory to write into (Supervisely: `supervisely where`)."),
-    connection: str | None = typer.Option(None, "--connection", help="remote_links.yml connection name."),
+    grant: str | None = GRANT,
+    storage: str | None = typer.Option(None, "--storage", metavar="GRANT", help="supervisely: the grant that "
+                                       "becomes the instance storage (.env STORAGE_*; needs read, write, delete and "
+                                       "multipart on a P-public / P-private pair); default: the only one that can."),
+    skip_migration_check: bool = typer.Option(False, "--skip-migration-check", help="supervisely: switch .env "
+                                              "away from local storage even though DATA_PATH holds files "
+                                              "`provision migrate` did not copy."),
     bucket: str | None = typer.Option(None, "--bucket", help="cvat, onepanel: the grant's bucket to use "
                                       "(default: the first)."),
     display_name: str | None = typer.Option(None, "--display-name", help="cvat: display name (default: bucket)."),
@@ -37,12 +43,14 @@ def render_env_command(
     json_out: bool = JSON,
     show_secrets: bool = SHOW,
 ) -> None:
-    """Render the platform's files from the stored grant into DIR: supervisely .env, docker-compose.override.yml
-    and remote_links.yml (merged); cvat cvat-cloudstorage.json; onepanel onepanel.env (+ its bucket folders)."""
+    """Render the platform's files from the environment's grants into DIR. supervisely: the instance storage into
+    .env STORAGE_*, every other grant as a remote_links.yml connection, the mounts in docker-compose.override.yml
+    (all merged); cvat: cvat-cloudstorage.json; onepanel: onepanel.env (+ its bucket folders)."""
     from provision import actions, output
     from provision.state import StateStore
 
-    options = actions.RenderOptions(connection=connection, bucket=bucket, display_name=display_name,
+    options = actions.RenderOptions(grant=grant, storage=storage, skip_migration_check=skip_migration_check,
+                                    bucket=bucket, display_name=display_name,
                                     manifests=manifest, namespace=namespace, sync_dir=sync_dir, model_dir=model_dir,
                                     cache=cache)
     result = actions.render(StateStore(env), target, out, options, dry_run=dry_run)
@@ -51,30 +59,32 @@ def render_env_command(
 
 @app.command("verify")
 @errors
-def verify_command(env: str = ENV, json_out: bool = JSON) -> None:
-    """Probe the issued credential: what it should do succeeds, everything else is denied (exit 5 otherwise)."""
+def verify_command(env: str = ENV, grant: str | None = GRANT, json_out: bool = JSON) -> None:
+    """Probe each grant's credential for what the platform does with it: what it should do succeeds, everything
+    else is denied (exit 5 otherwise)."""
     from provision import actions, output
     from provision.state import StateStore
 
-    result = actions.verify(StateStore(env))
+    result = actions.verify(StateStore(env), grant)
     output.verify_report(result, json_out)
     result.check()
 
 
 @app.command("status")
 @errors
-def status_command(env: str = ENV, json_out: bool = JSON) -> None:
+def status_command(env: str = ENV, grant: str | None = GRANT, json_out: bool = JSON) -> None:
     """Live resources vs the state file: missing, drifted, deleted or expiring, each with the command to fix it."""
     from provision import actions, output
     from provision.state import StateStore
 
-    output.status_report(actions.status(StateStore(env)), json_out)
+    output.status_report(actions.status(StateStore(env), grant), json_out)
 
 
 @app.command("destroy")
 @errors
 def destroy_command(
     env: str = ENV,
+    grant: str | None = GRANT,
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation (needed without a terminal)."),
     delete_data: bool = typer.Option(False, "--delete-data", help="Also delete objects in buckets it created."),
     dry_run: bool = DRY_RUN,
@@ -86,5 +96,6 @@ def destroy_command(
     from provision.state import StateStore
 
     confirm = (lambda question: typer.confirm(question, abort=True)) if sys.stdin.isatty() else None
-    result = actions.destroy(StateStore(env), yes=yes, delete_data=delete_data, dry_run=dry_run, confirm=confirm)
+    result = actions.destroy(StateStore(env), grant=grant, yes=yes, delete_data=delete_data, dry_run=dry_run,
+                             confirm=confirm)
     output.destroy_report(result, json_out)

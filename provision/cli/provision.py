@@ -8,6 +8,10 @@ import typer
 
 from provision.cli import DRY_RUN, ENV, JSON, NO_VERIFY, ROTATE, SHOW, app, errors
 
+GRANT_NAME = typer.Option(None, "--grant", metavar="NAME", help="The grant's name in the environment (1-63 of "
+                          "a-z 0-9 - _; also its remote_links.yml connection name). Default: the prefix, else the "
+                          "first bucket.")
+
 PREFIX = typer.Option(None, "--prefix", help="Supervisely's pair: P-public and P-private.")
 
 
@@ -25,6 +29,7 @@ def s3_command(
     rotate: bool = ROTATE,
     no_verify: bool = NO_VERIFY,
     env: str = ENV,
+    grant: str | None = GRANT_NAME,
     dry_run: bool = DRY_RUN,
     json_out: bool = JSON,
     show_secrets: bool = SHOW,
@@ -32,7 +37,7 @@ def s3_command(
     """Buckets with secure defaults and a least-privilege IAM user + access key (or role) for exactly them."""
     overrides = {"buckets": buckets, "prefix": prefix, "iam_role": iam_role, "user": user, "region": region,
                  "endpoint_url": endpoint_url, "access": _access(readonly, full)}
-    _apply("s3", env, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
+    _apply("s3", env, grant, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
 
 
 @app.command("azure")
@@ -62,6 +67,7 @@ def azure_command(
     rotate: bool = ROTATE,
     no_verify: bool = NO_VERIFY,
     env: str = ENV,
+    grant: str | None = GRANT_NAME,
     dry_run: bool = DRY_RUN,
     json_out: bool = JSON,
     show_secrets: bool = SHOW,
@@ -73,7 +79,7 @@ def azure_command(
                  "sas_expiry": sas_expiry, "renew_before": renew_before, "account_key": account_key or None,
                  "keyless": True if keyless is not None else None, "principal_id": keyless,
                  "harden": harden or None, "access": _access(readonly, full)}
-    _apply("azure", env, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
+    _apply("azure", env, grant, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
 
 
 @app.command("gcs")
@@ -94,6 +100,7 @@ def gcs_command(
     rotate: bool = ROTATE,
     no_verify: bool = NO_VERIFY,
     env: str = ENV,
+    grant: str | None = GRANT_NAME,
     dry_run: bool = DRY_RUN,
     json_out: bool = JSON,
     show_secrets: bool = SHOW,
@@ -103,7 +110,7 @@ def gcs_command(
     overrides = {"buckets": buckets, "prefix": prefix, "project": project, "location": location,
                  "service_account": service_account, "hmac": hmac or None, "keyless": keyless or None,
                  "harden": harden or None, "access": _access(readonly, full)}
-    _apply("gcs", env, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
+    _apply("gcs", env, grant, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
 
 
 def _access(readonly: bool, full: bool) -> str | None:
@@ -115,7 +122,8 @@ def _access(readonly: bool, full: bool) -> str | None:
     return "full" if full else ("readonly" if readonly else None)
 
 
-def _apply(provider: str, env: str, overrides: dict[str, Any], dry_run: bool, json_out: bool, show_secrets: bool,
+def _apply(provider: str, env: str, grant: str | None, overrides: dict[str, Any], dry_run: bool, json_out: bool,
+           show_secrets: bool,
            rotate: bool, verify: bool) -> None:
     """Build the profile (the env's profile file, then the flags), apply it, print the report."""
     from provision import actions, output
@@ -124,5 +132,6 @@ def _apply(provider: str, env: str, overrides: dict[str, Any], dry_run: bool, js
 
     store = StateStore(env)
     profile = load_profile(env, overrides, provider)
-    result = actions.apply(profile, store, dry_run=dry_run, rotate=rotate, verify=verify, notify=output.say)
+    result = actions.apply(profile, store, grant=grant, dry_run=dry_run, rotate=rotate, verify=verify,
+                           notify=output.say)
     output.apply_report(result, json_out, show_secrets)

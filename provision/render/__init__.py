@@ -51,15 +51,14 @@ from provision.render.supervisely import (
     KEY_FILE_TARGET,
     PROXY_CACHE_DEFAULTS,
     REMOTE_LINKS_TARGET,
-    SUPERVISELY_AUTHS,
-    SUPERVISELY_REFUSALS,
-    check_supervisely,
+    SuperviselyPlan,
     env_expected,
-    links_endpoint,
     merge_override,
+    plan_supervisely,
     proxy_cache_env,
     render_supervisely,
 )
+from provision.roles import links_endpoint
 
 
 @dataclass(frozen=True)
@@ -80,11 +79,12 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {
-    "supervisely": Target(supervisely.render, ("connection", "proxy_env"), ("--connection", "--cache"), True),
-    "cvat": Target(cvat.render, ("bucket", "display_name", "manifests"),
-                   ("--bucket", "--display-name", "--manifest"), True),
-    "onepanel": Target(onepanel.render, ("bucket", "namespace", "sync_dir", "model_dir"),
-                       ("--bucket", "--namespace", "--sync-dir", "--model-dir"), False),
+    "supervisely": Target(supervisely.render, ("grant", "storage", "proxy_env", "connections", "mounts"),
+                          ("--grant", "--storage", "--cache", "--skip-migration-check"), True),
+    "cvat": Target(cvat.render, ("grant", "bucket", "display_name", "manifests"),
+                   ("--grant", "--bucket", "--display-name", "--manifest"), True),
+    "onepanel": Target(onepanel.render, ("grant", "bucket", "namespace", "sync_dir", "model_dir"),
+                       ("--grant", "--bucket", "--namespace", "--sync-dir", "--model-dir"), False),
 }
 """The one table of targets: name -> `Target`. ``render-env``, `render_target` and the rotation's re-render all read
 it."""
@@ -127,10 +127,11 @@ def render_target(target: str, state: Any, out: Path, options: dict[str, Any]) -
 __all__ = [
     "AUTH_NAMES", "AWS_S3_ENDPOINT", "CVAT_CREDENTIALS", "CVAT_FILE", "CVAT_LIMITS", "CVAT_PROVIDER_TYPES", "ENV_KEYS",
     "HTTP_STORAGE", "KEY_FILE_TARGET", "ONEPANEL_FILE", "PROXY_CACHE_DEFAULTS", "REMOTE_LINKS_TARGET",
-    "S3_COMPATIBLE", "SUPERVISELY_AUTHS", "SUPERVISELY_REFUSALS", "TARGETS", "OnepanelLayout", "RenderedFile",
-    "Target", "azure_connection_string", "check_env", "check_supervisely", "compose_path", "cvat_cloudstorage_body",
+    "S3_COMPATIBLE", "SuperviselyPlan", "TARGETS", "OnepanelLayout", "RenderedFile",
+    "Target", "azure_connection_string", "check_env", "compose_path", "cvat_cloudstorage_body",
     "cvat_credentials", "cvat_specific_attributes", "env_expected", "env_value", "json_value", "links_endpoint",
-    "mask", "mask_text", "merge_env", "merge_override", "onepanel_layout", "proxy_cache_env", "read_text_exact",
+    "mask", "mask_text", "merge_env", "merge_override", "onepanel_layout", "plan_supervisely", "proxy_cache_env",
+    "read_text_exact",
     "render_cvat", "render_onepanel", "render_supervisely", "render_target", "secrets_of", "target_of", "write",
     "yaml_str",
 ]

@@ -207,6 +207,7 @@ def render_cvat(grant: Grant, out: Path, bucket: str | None = None, display_name
 def render(state: Any, out: Path, options: dict[str, Any]) -> list[RenderedFile]:
     """`render_cvat` for ``state``'s grant with the render ``options`` ``bucket``, ``display_name`` and
     ``manifests``."""
-    return render_cvat(state.grant, out, options.get("bucket"), options.get("display_name"), options.get("manifests"))
+    grant = state.one(options.get("grant"), "render-env --target cvat").grant
+    return render_cvat(grant, out, options.get("bucket"), options.get("display_name"), options.get("manifests"))
 
 

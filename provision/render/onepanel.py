@@ -136,4 +136,5 @@ def render(state: Any, out: Path, options: dict[str, Any]) -> list[RenderedFile]
         raise BadInput("--target onepanel needs --namespace", "pass your Onepanel namespace, e.g. --namespace default")
     layout = onepanel_layout(options["namespace"], options.get("sync_dir") or "workflow-data",
                              options.get("model_dir") or "output")
-    return render_onepanel(state.grant, out, layout, options.get("bucket"))
+    grant = state.one(options.get("grant"), "render-env --target onepanel").grant
+    return render_onepanel(grant, out, layout, options.get("bucket"))

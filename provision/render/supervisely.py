@@ -10,6 +10,7 @@ Storage settings: https://docs.supervisely.com/enterprise-edition/advanced-tunin
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ from provision.models import Grant
 from provision.render import yamlfile
 from provision.render.envfile import check_env, merge_env
 from provision.render.formats import RenderedFile, decide, environment, read_existing, read_text_exact
-from provision.render.grants import AUTH_NAMES, S3_COMPATIBLE, holds_secret
+from provision.render.grants import holds_secret
+from provision.roles import KEY_FILE_TARGET, key_target, keyless_refusal, links_connection, links_endpoint
 
 ENV_KEYS = (
     "STORAGE_PROVIDER",
@@ -35,28 +37,6 @@ ENV_KEYS = (
 
 REMOTE_LINKS_TARGET = "/remote_links.yml"
 HTTP_STORAGE = "http-storage"
-KEY_FILE_TARGET = "/gcs.json"
-"""Where Supervisely's ``http-storage`` reads a GCS key file (``STORAGE_CREDENTIALS_PATH``)."""
-
-SUPERVISELY_AUTHS = {
-    "minio": {"key_pair": "", "role": ""},
-    "azure": {"key_pair": ""},
-    "google": {"key_file": "", "ambient": ""},
-}
-"""Credential kinds each Supervisely ``STORAGE_PROVIDER`` can use: ``minio`` takes an access key or an IAM role
-(AWS); ``azure`` only the account name + account key; ``google`` a key file mounted at `KEY_FILE_TARGET` or the
-VM's attached service account."""
-SUPERVISELY_REFUSALS = {
-    "azure": ("Supervisely's Azure backend takes only the storage account name and the account key, and this grant "
-              "holds {what}; a SAS is never written where the account key belongs",
-              "provision the account key for Supervisely: `provision azure --account-key --full ...` (in this or "
-              "another --env); keep the SAS grant for CVAT"),
-    "minio": ("Supervisely's S3 backend takes an access key or an IAM role, and this grant holds {what}",
-              "provision an access key or an IAM role"),
-    "google": ("Supervisely's Google backend takes a service-account key file or the VM's attached service account, "
-               "and this grant holds {what}", "provision a key file (`provision gcs` without --hmac) or --keyless"),
-}
-
 PROXY_CACHE_DEFAULTS = {
     "CACHE_PREVIEWS_SIZE": "1g", "CACHE_PREVIEWS_EXPIRES": "12h",
     "CACHE_STORAGE_SIZE": "10g", "CACHE_STORAGE_EXPIRES": "7d",
@@ -65,18 +45,6 @@ PROXY_CACHE_DEFAULTS = {
 """Supervisely's front-end (``proxy`` service) cache settings and their defaults."""
 _CACHE_SIZE = re.compile(r"^[1-9][0-9]{0,5}[kmg]$")
 _CACHE_TIME = re.compile(r"^[1-9][0-9]{0,5}(ms|s|m|h|d|w|M|y)$")
-
-
-def check_supervisely(grant: Grant) -> None:
-    """Refuse a grant whose credential Supervisely's backend for ``grant.storage_provider`` cannot use
-    (`SUPERVISELY_AUTHS`), e.g. an Azure SAS (Supervisely's Azure backend needs the account key).
-
-    Raises:
-        BadInput: names what the grant holds and how to get a usable credential.
-    """
-    if grant.auth.kind not in SUPERVISELY_AUTHS[grant.storage_provider]:
-        message, hint = SUPERVISELY_REFUSALS[grant.storage_provider]
-        raise BadInput(message.format(what=AUTH_NAMES[grant.auth.kind]), hint)
 
 
 def env_expected(grant: Grant, key_file_target: str | None) -> dict[str, str]:
@@ -93,13 +61,6 @@ def env_expected(grant: Grant, key_file_target: str | None) -> dict[str, str]:
         values["STORAGE_CREDENTIALS_PATH"] = key_file_target
     values.update(JUPYTER_DOWNLOAD_FILES_BEFORE_START="true", STORAGE_JUPYTER_SYNC="true")
     return values
-
-
-def links_endpoint(grant: Grant) -> str:
-    """The ``endpoint`` of a ``remote_links.yml`` connection: the host, with ``:port`` when not 443."""
-    if grant.port and grant.port != 443 and ":" not in grant.endpoint.split("//")[-1]:
-        return f"{grant.endpoint}:{grant.port}"
-    return grant.endpoint
 
 
 def proxy_cache_env(settings: list[str]) -> dict[str, str]:
@@ -166,14 +127,15 @@ def _is_reset(value: Any) -> bool:
     return getattr(getattr(value, "tag", None), "value", None) == "!reset"
 
 
-def merge_override(path: Path, data: Any, fragment: dict[str, Any]) -> Any:
+def merge_override(path: Path, data: Any, fragment: dict[str, Any], drop: tuple[str, ...] = ()) -> Any:
     """Merge our ``services.<svc>.volumes`` and ``services.<svc>.environment`` entries (``fragment``) into the
     round-trip data of an existing Compose override (None: no file), in place.
 
     A volume of ours replaces existing volumes with the same container target (ours come last, after the volumes
     kept); an entry already as wanted is left untouched. ``environment`` entries are set key by key, in the map or
     list form the file uses. A list tagged ``!reset`` (Compose: drop the base file's value) becomes ``!override``
-    holding ours. Every other service, key, comment, anchor and tag is kept.
+    holding ours. Volumes whose container target is in ``drop`` (mounts provision wrote earlier and no longer
+    wants) are removed. Every other service, key, comment, anchor and tag is kept.
     (Compose merge rules: https://docs.docker.com/reference/compose-file/merge/ .)
 
     Returns:
@@ -192,7 +154,7 @@ def merge_override(path: Path, data: Any, fragment: dict[str, Any]) -> Any:
         service = yamlfile.own_mapping(services, name, path, f"services.{name}")
         own = dict(service.non_merged_items())
         if "volumes" in ours:
-            targets = {_volume_target(v) for v in ours["volumes"]}
+            targets = {_volume_target(v) for v in ours["volumes"]} | set(drop if name == HTTP_STORAGE else ())
             volumes = own.get("volumes")
             if _is_reset(volumes):
                 service["volumes"] = _tagged(ours["volumes"], "!override")
@@ -268,91 +230,167 @@ def merge_links(path: Path, data: Any, connection: str, want: dict[str, Any]) ->
     return data
 
 
-def render_supervisely(grant: Grant, out: Path, connection: str, proxy_env: dict[str, str] | None = None
-                       ) -> list[RenderedFile]:
-    """Render Supervisely's ``.env``, ``docker-compose.override.yml`` and ``remote_links.yml`` into ``out``.
+@dataclass
+class SuperviselyPlan:
+    """What the Supervisely files get from an environment's grants (see `plan_supervisely`).
 
-    Nothing is written here; see `provision.render.write`.
+    Attributes:
+        storage: the instance-storage grant's name (``.env`` ``STORAGE_*``), or None: ``.env`` is not touched.
+        connections: Links connection name -> its ``remote_links.yml`` entry (one per other grant).
+        mounts: container path -> host path, mounted read-only into ``http-storage``.
+        remove_connections: connections provision wrote earlier whose grant is gone or became the storage.
+        remove_mounts: mount targets provision wrote earlier that are no longer wanted.
+    """
+
+    storage: str | None
+    connections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mounts: dict[str, str] = field(default_factory=dict)
+    remove_connections: list[str] = field(default_factory=list)
+    remove_mounts: list[str] = field(default_factory=list)
+
+
+def plan_supervisely(grants: dict[str, Grant], storage: str | None, out: Path, env: str,
+                     previous: dict[str, Any] | None = None, others: tuple[str, ...] = ()) -> SuperviselyPlan:
+    """Decide, from what each grant can do, where it goes in Supervisely's files.
 
     Args:
-        grant: the stored Grant.
-        out: the directory printed by ``supervisely where`` (must exist).
-        connection: the ``remote_links.yml`` connection name.
-        proxy_env: ``services.proxy.environment`` entries (front-end cache settings), if any.
-
-    A key-file grant (GCS) gets its key file mounted read-only at `KEY_FILE_TARGET` in ``http-storage`` by its
-    absolute host path, next to the ``remote_links.yml`` mount, and ``STORAGE_CREDENTIALS_PATH`` pointing at it.
-
-    Returns:
-        The three files, each with its content and the action writing it would take.
+        grants: name -> Grant, the grants to render (each holding a credential).
+        storage: the instance storage's name (`provision.roles.choose_storage`), or None.
+        out: the output directory (``remote_links.yml`` is mounted from there).
+        env: the environment (for hints).
+        previous: the options recorded by the last render into ``out`` (``connections``, ``mounts``: what
+            provision wrote then), so entries of destroyed grants are removed.
+        others: grants of the environment not rendered this time (``--grant`` narrowed it): their entries stay.
 
     Raises:
-        BadInput: the grant's credential is one Supervisely cannot use (`check_supervisely`); a value cannot be
-            written so that its reader reads it back exactly; an existing file is not a regular file, larger than
-            1 MiB, or (YAML) not UTF-8, malformed, of the wrong shape, or an alias bomb.
+        BadInput: a keyless Azure/GCS grant (Supervisely takes IAM roles for AWS S3 only).
     """
-    import yaml
+    previous = previous or {}
+    plan = SuperviselyPlan(storage=storage)
+    for name, grant in grants.items():
+        refusal = keyless_refusal(name, grant, env)
+        if refusal is not None:
+            raise refusal
+        if grant.auth.kind == "key_file":
+            plan.mounts[key_target(name, storage=name == storage)] = str(Path(grant.auth.path).absolute())
+        if name != storage:
+            plan.connections[name] = links_connection(name, grant, env)
+    keep = set(plan.connections) | set(others)
+    plan.remove_connections = [c for c in previous.get("connections", []) if c not in keep]
+    if plan.connections or set(previous.get("connections", [])) & set(others):
+        plan.mounts[REMOTE_LINKS_TARGET] = str(out / "remote_links.yml")
+    kept_mounts = set(plan.mounts) | {key_target(o, storage=False) for o in others} | \
+        ({KEY_FILE_TARGET} if storage is None and others else set())
+    plan.remove_mounts = [m for m in previous.get("mounts", []) if m not in kept_mounts]
+    return plan
 
-    check_supervisely(grant)
-    env = environment(links_endpoint=links_endpoint)
-    secret = holds_secret(grant)
-    mounts: dict[str, str] = {}
-    key_file_target = None
-    if grant.auth.kind == "key_file":
-        key_file_target = KEY_FILE_TARGET
-        mounts[KEY_FILE_TARGET] = str(Path(grant.auth.path).absolute())
+
+def render_supervisely(grants: dict[str, Grant], out: Path, *, storage: str | None = None, env: str = "default",
+                       proxy_env: dict[str, str] | None = None, previous: dict[str, Any] | None = None,
+                       others: tuple[str, ...] = ()) -> tuple[list[RenderedFile], SuperviselyPlan]:
+    """Render Supervisely's ``.env``, ``remote_links.yml`` and ``docker-compose.override.yml`` into ``out`` from
+    an environment's grants: the instance storage's credential into ``.env`` ``STORAGE_*`` (nothing there, not even
+    a backup, when ``storage`` is None), every other grant as a Links connection named after it, and the mounts
+    (``remote_links.yml``; the storage's GCS key at `KEY_FILE_TARGET`; each Links GCS key at ``/gcs-<grant>.json``),
+    read-only, into ``http-storage``. Nothing is written here; see `provision.render.write`.
+
+    Args:
+        grants, storage, env, previous, others: as in `plan_supervisely`.
+        out: the directory printed by ``supervisely where`` (must exist).
+        proxy_env: ``services.proxy.environment`` entries (front-end cache settings), if any.
+
+    Returns:
+        (the files that change or would change, the `SuperviselyPlan`).
+
+    Raises:
+        BadInput: see `plan_supervisely`; a value cannot be written so that its reader reads it back exactly; an
+            existing file is not a regular file, larger than 1 MiB, or (YAML) not UTF-8, malformed, of the wrong
+            shape, or an alias bomb.
+    """
+    plan = plan_supervisely(grants, storage, out, env, previous, others)
+    jinja = environment(links_endpoint=links_endpoint)
+    files: list[RenderedFile] = []
+    secret = any(holds_secret(g) for g in grants.values())
+
+    # .env: the instance storage only
+    if storage is not None:
+        grant = grants[storage]
+        key_file_target = KEY_FILE_TARGET if grant.auth.kind == "key_file" else None
+        block = jinja.get_template("supervisely/.env.j2").render(grant=grant, auth=grant.auth,
+                                                                 key_file_target=key_file_target)
+        env_path = out / ".env"
+        existing = read_text_exact(env_path)
+        env_text = merge_env(existing, block, ENV_KEYS) if existing else block
+        check_env(env_text, env_expected(grant, key_file_target), ENV_KEYS)
+        files.append(decide(env_path, env_text, block, existing, holds_secret(grant)))
+
+    # remote_links.yml: one connection per other grant; those of destroyed grants removed
     remote_links = out / "remote_links.yml"
-    mounts[REMOTE_LINKS_TARGET] = str(remote_links)
-    context = {"grant": grant, "auth": grant.auth, "connection": connection, "mounts": mounts,
-               "key_file_target": key_file_target, "proxy_env": proxy_env or {},
-               "s3_compatible": S3_COMPATIBLE}
-
-    # .env
-    block = env.get_template("supervisely/.env.j2").render(**context)
-    expected = env_expected(grant, key_file_target)
-    env_path = out / ".env"
-    existing = read_text_exact(env_path)
-    env_text = merge_env(existing, block, ENV_KEYS) if existing else block
-    check_env(env_text, expected, ENV_KEYS)
-    files = [decide(env_path, env_text, block, existing, secret)]
-
-    # remote_links.yml
-    links_text = env.get_template("supervisely/remote_links.yml.j2").render(**context)
-    ours = yaml.safe_load(links_text)
-    want = {"provider": grant.storage_provider, "endpoint": links_endpoint(grant)}
-    if grant.auth.kind == "key_pair":
-        want.update(access_key=grant.auth.access_key, secret_key=grant.auth.secret_key)
-    elif grant.auth.kind == "role":
-        want["iam_role"] = grant.auth.role_name
-    if key_file_target:
-        want["credentials_path"] = key_file_target
-    if grant.region and grant.storage_provider in S3_COMPATIBLE:
-        want["region"] = grant.region
-    want["buckets"] = list(grant.buckets)
-    if ours != {connection: want}:
-        raise BadInput("remote_links.yml would not read back as written", "report this as a bug")
     old_links = _yaml_text(remote_links)
-    links = yamlfile.edit(remote_links, old_links, lambda data: merge_links(remote_links, data, connection, want))
-    preview = yamlfile.edit(remote_links, None, lambda data: merge_links(remote_links, data, connection, want))
-    files.append(decide(remote_links, links, preview, old_links, secret))
+    if plan.connections or (old_links is not None and plan.remove_connections):
+        def edit(data: Any) -> Any:
+            for name in plan.remove_connections:
+                if data is not None and name in data:
+                    del data[name]
+            for name, want in plan.connections.items():
+                data = merge_links(remote_links, data, name, want)
+            return data
 
-    # docker-compose.override.yml
-    fragment = yaml.safe_load(env.get_template("supervisely/docker-compose.override.yml.j2").render(**context))
-    for volume in fragment["services"][HTTP_STORAGE]["volumes"]:
-        if volume["source"].replace("$$", "$") != mounts[volume["target"]]:
-            raise BadInput(f"the mount of {volume['target']} would not read back as written", "report this as a bug")
-    if proxy_env and fragment["services"]["proxy"]["environment"] != proxy_env:
-        raise BadInput("the proxy cache settings would not read back as written", "report this as a bug")
+        links = yamlfile.edit(remote_links, old_links, edit)
+        preview = yamlfile.edit(remote_links, None, edit)
+        files.append(decide(remote_links, links, preview, old_links, secret))
+
+    # docker-compose.override.yml: the mounts (and the proxy cache settings)
     override_path = out / "docker-compose.override.yml"
     old_override = _yaml_text(override_path)
-    override = yamlfile.edit(override_path, old_override, lambda data: merge_override(override_path, data, fragment))
-    preview = yamlfile.edit(override_path, None, lambda data: merge_override(override_path, data, fragment))
-    files.append(decide(override_path, override, preview, old_override, secret=False))
-    return files
+    if plan.mounts or proxy_env or (old_override is not None and plan.remove_mounts):
+        context = {"mounts": plan.mounts, "proxy_env": proxy_env or {}}
+        fragment = yaml_safe(jinja.get_template("supervisely/docker-compose.override.yml.j2").render(**context))
+        for volume in ((fragment.get("services") or {}).get(HTTP_STORAGE) or {}).get("volumes") or []:
+            if volume["source"].replace("$$", "$") != plan.mounts[volume["target"]]:
+                raise BadInput(f"the mount of {volume['target']} would not read back as written",
+                               "report this as a bug")
+        if proxy_env and fragment["services"]["proxy"]["environment"] != proxy_env:
+            raise BadInput("the proxy cache settings would not read back as written", "report this as a bug")
+        if fragment.get("services") is None:
+            fragment["services"] = {}
+        if plan.remove_mounts:
+            fragment["services"].setdefault(HTTP_STORAGE, {}).setdefault("volumes", [])
+        drop = tuple(plan.remove_mounts)
+        override = yamlfile.edit(override_path, old_override,
+                                 lambda data: merge_override(override_path, data, fragment, drop))
+        preview = yamlfile.edit(override_path, None, lambda data: merge_override(override_path, data, fragment, drop))
+        files.append(decide(override_path, override, preview, old_override, secret=False))
+    return files, plan
+
+
+def yaml_safe(text: str) -> dict[str, Any]:
+    """A rendered YAML fragment of ours, read back with a safe loader (an empty text is an empty mapping)."""
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe", pure=True).load(text) or {}
 
 
 def render(state: Any, out: Path, options: dict[str, Any]) -> list[RenderedFile]:
-    """`render_supervisely` for ``state``'s grant with the render ``options`` ``connection`` (default
-    ``provision-<env>``) and ``proxy_env``."""
-    return render_supervisely(state.grant, out, options.get("connection") or f"provision-{state.env}",
-                              options.get("proxy_env"))
+    """`render_supervisely` for the environment ``state`` (`provision.state.State`) with the render ``options``:
+    ``grant`` (narrow to one grant), ``storage`` (the instance storage, else the only qualifying grant),
+    ``proxy_env``, and the previous run's ``connections`` / ``mounts``. The options it decided (``storage``,
+    ``connections``, ``mounts``) are stored back into ``options`` so the run can be recorded and repeated.
+
+    Raises:
+        BadInput: see `render_supervisely` and `provision.roles.choose_storage`; an unknown ``grant``.
+    """
+    from provision.roles import choose_storage
+
+    selected = state.select(options.get("grant"))
+    grants = {g.name: g.grant for g in selected if g.grant is not None}
+    storage = choose_storage(grants, options.get("storage"), state.env)
+    others = tuple(n for n in state.grants if n not in grants)
+    files, plan = render_supervisely(grants, out, storage=storage, env=state.env, proxy_env=options.get("proxy_env"),
+                                     previous=options, others=others)
+    previous_connections = [c for c in options.get("connections", []) if c in others]
+    previous_mounts = [m for m in options.get("mounts", []) if m not in plan.remove_mounts and m not in plan.mounts]
+    options["storage"] = storage
+    options["connections"] = sorted(set(plan.connections) | set(previous_connections))
+    options["mounts"] = sorted(set(plan.mounts) | set(previous_mounts))
+    return files
