@@ -43,6 +43,8 @@ class Profile(BaseModel):
         project: GCP project id.
         service_account: GCS service-account id (default ``provision-<prefix or first bucket>-<access>``).
         hmac: GCS: an HMAC key for the S3-interoperable endpoint instead of a JSON key file.
+        adopt: take over resources another provision state marked as its own (``--adopt``).
+        shared_account: Azure: accept that the account SAS also reaches containers outside the grant.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -70,6 +72,8 @@ class Profile(BaseModel):
     project: str | None = None
     service_account: str | None = None
     hmac: bool = False
+    adopt: bool = False
+    shared_account: bool = False
 
     @field_validator("endpoint_url")
     @classmethod
@@ -82,11 +86,11 @@ class Profile(BaseModel):
 PROVIDER_FIELDS: dict[str, set[str]] = {
     "s3": {"iam_role", "user", "region", "endpoint_url"},
     "azure": {"account", "resource_group", "location", "subscription", "connection_string", "sas_expiry",
-              "renew_before", "account_key", "keyless", "principal_id", "harden"},
+              "renew_before", "account_key", "keyless", "principal_id", "harden", "shared_account"},
     "gcs": {"location", "project", "service_account", "hmac", "keyless", "harden"},
 }
 """The provider-specific fields each provider accepts; the rest (provider, buckets, prefix, access, sandbox) are
-common. A profile that sets another provider's field is refused rather than silently ignored."""
+common (as is ``adopt``). A profile that sets another provider's field is refused rather than silently ignored."""
 
 
 def envs_dir() -> Path:

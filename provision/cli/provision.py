@@ -8,6 +8,8 @@ import typer
 
 from provision.cli import DRY_RUN, ENV, JSON, NO_VERIFY, ROTATE, SHOW, app, errors
 
+ADOPT = typer.Option(False, "--adopt", help="Take over resources another provision environment marked as its "
+                     "own (their owner mark names it); without it they are refused.")
 GRANT_NAME = typer.Option(None, "--grant", metavar="NAME", help="The grant's name in the environment (1-63 of "
                           "a-z 0-9 - _; also its remote_links.yml connection name). Default: the prefix, else the "
                           "first bucket.")
@@ -30,13 +32,14 @@ def s3_command(
     no_verify: bool = NO_VERIFY,
     env: str = ENV,
     grant: str | None = GRANT_NAME,
+    adopt: bool = ADOPT,
     dry_run: bool = DRY_RUN,
     json_out: bool = JSON,
     show_secrets: bool = SHOW,
 ) -> None:
     """Buckets with secure defaults and a least-privilege IAM user + access key (or role) for exactly them."""
     overrides = {"buckets": buckets, "prefix": prefix, "iam_role": iam_role, "user": user, "region": region,
-                 "endpoint_url": endpoint_url, "access": _access(readonly, full)}
+                 "endpoint_url": endpoint_url, "access": _access(readonly, full), "adopt": adopt or None}
     _apply("s3", env, grant, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
 
 
@@ -64,10 +67,14 @@ def azure_command(
     keyless: str | None = typer.Option(None, "--keyless", metavar="PRINCIPAL_ID", help="No secret: a role "
                                        "assignment on each container for this managed identity."),
     harden: bool = typer.Option(False, "--harden", help="Fix an adopted account's insecure settings."),
+    shared_account: bool = typer.Option(False, "--shared-account", help="Accept that the account SAS also reaches "
+                                        "the account's containers outside the grant (an account SAS is "
+                                        "account-wide; CVAT needs one)."),
     rotate: bool = ROTATE,
     no_verify: bool = NO_VERIFY,
     env: str = ENV,
     grant: str | None = GRANT_NAME,
+    adopt: bool = ADOPT,
     dry_run: bool = DRY_RUN,
     json_out: bool = JSON,
     show_secrets: bool = SHOW,
@@ -78,7 +85,8 @@ def azure_command(
                  "location": location, "subscription": subscription, "connection_string": connection_string,
                  "sas_expiry": sas_expiry, "renew_before": renew_before, "account_key": account_key or None,
                  "keyless": True if keyless is not None else None, "principal_id": keyless,
-                 "harden": harden or None, "access": _access(readonly, full)}
+                 "harden": harden or None, "access": _access(readonly, full), "adopt": adopt or None,
+                 "shared_account": shared_account or None}
     _apply("azure", env, grant, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
 
 
@@ -101,6 +109,7 @@ def gcs_command(
     no_verify: bool = NO_VERIFY,
     env: str = ENV,
     grant: str | None = GRANT_NAME,
+    adopt: bool = ADOPT,
     dry_run: bool = DRY_RUN,
     json_out: bool = JSON,
     show_secrets: bool = SHOW,
@@ -109,7 +118,7 @@ def gcs_command(
     key file (or HMAC key, or nothing with --keyless)."""
     overrides = {"buckets": buckets, "prefix": prefix, "project": project, "location": location,
                  "service_account": service_account, "hmac": hmac or None, "keyless": keyless or None,
-                 "harden": harden or None, "access": _access(readonly, full)}
+                 "harden": harden or None, "access": _access(readonly, full), "adopt": adopt or None}
     _apply("gcs", env, grant, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
 
 
