@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from provision.errors import BadInput, MissingExtra
 from provision.files import atomic_write
-from provision.state import state_dir
+from provision.state import private_dir, state_dir
 
 SANDBOX_REGION = "us-east-1"
 ADMIN_USER = "sandbox-admin"
@@ -241,7 +241,7 @@ def up() -> tuple[SandboxInfo, bool]:
     except ImportError as exc:
         raise MissingExtra(exc.name or "moto", "sandbox") from None
     directory = sandbox_dir()
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(directory)
     directory.chmod(0o700)  # whatever the umask, or the mode an older run left
     ready = directory / "ports.json"
     ready.unlink(missing_ok=True)
