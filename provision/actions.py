@@ -122,7 +122,8 @@ class ApplyResult:
 
 
 def apply(profile: Profile, store: StateStore, *, grant: str | None = None, dry_run: bool = False,
-          rotate: bool = False, verify: bool = True, notify: Notify = _quiet) -> ApplyResult:
+          rotate: bool = False, verify: bool = True, notify: Notify = _quiet, yes: bool = False,
+          confirm: Callable[[str], Any] | None = None) -> ApplyResult:
     """Apply one provider's profile to the grant ``grant`` of the environment: plan and make the changes, verify a
     new or changed credential (retrying while the cloud's IAM settles), re-render the recorded ``render-env`` files
     after a new secret, then run the deferred revocations (an old key goes last, after its replacement works).
@@ -137,12 +138,19 @@ def apply(profile: Profile, store: StateStore, *, grant: str | None = None, dry_
         rotate: issue a new secret even when the stored one works.
         verify: probe a new or changed credential (skipped for credentials that cannot be probed from here).
         notify: receives "re-rendered <path>" lines and the next step after a re-render.
+        yes: do not ask (``--yes``): widening a deployed credential and the first change of a new environment on a
+            real cloud go ahead.
+        confirm: asks the user ``confirm(question)`` (it raises to abort); None when there is no terminal. Asked
+            before widening a deployed credential (read-only → full, SAS → account key; without a terminal that
+            needs ``yes``) and, like ``terraform apply``, before the first change of a new environment on a real
+            cloud (the plan is shown in the question).
 
     Returns:
         The `ApplyResult`.
 
     Raises:
-        BadInput: the grant exists for another provider; bad input found by the provider.
+        BadInput: the grant exists for another provider; bad input found by the provider; a widening without
+            ``yes`` and without a terminal.
         CloudRefused, PartialFailure: raised by the provider (the state records what exists).
         VerifyFailed: the new credential does more or less than its grant (deferred revocations are not run).
     """
@@ -157,6 +165,13 @@ def apply(profile: Profile, store: StateStore, *, grant: str | None = None, dry_
                            f"({store.path})", f"pick another --grant NAME, or `provision destroy --env {store.env} "
                            f"--grant {name}` first")
         record = state.grant_state(name)
+        if not dry_run and not yes:
+            _ask_before_widening(record, profile, store.env, confirm)
+            if confirm is not None and not profile.sandbox and not any(g.resources for g in state.grants.values()):
+                preview = Plan(record.model_copy(deep=True), dry_run=True)
+                prov.apply(preview.state, preview)
+                lines = "\n  ".join(f"{c.action} {c.kind} {c.name}" for c in preview.changes if c.mutating)
+                confirm(f"New environment {store.env!r} ({store.path}): make these changes?\n  {lines}\n")
         before = state.model_dump(exclude={"updated_at"})
         old_auth = record.grant.auth if record.grant else None
         old_buckets = list(record.grant.buckets) if record.grant else []
@@ -191,6 +206,25 @@ def apply(profile: Profile, store: StateStore, *, grant: str | None = None, dry_
             store.save(state)
     return ApplyResult(env=store.env, provider=provider, dry_run=dry_run, changes=plan.changes, verify=rows,
                        grant=result, state_file=store.path, name=name)
+
+
+def _ask_before_widening(record: GrantState, profile: Profile, env: str, confirm: Callable[[str], Any] | None) -> None:
+    """Ask before a deployed credential is widened: read-only → full, or an Azure SAS → the account key (what the
+    platform can do with it grows). Raises BadInput without a terminal (``--yes`` needed)."""
+    old = record.grant
+    if old is None:
+        return
+    widening = []
+    if old.access.value == "readonly" and profile.access.value == "full":
+        widening.append("read-only → full (write, delete, multipart)")
+    if old.auth.kind == "sas" and profile.account_key:
+        widening.append("SAS → the account key (every container of the account, no expiry)")
+    if not widening:
+        return
+    question = f"grant {record.name!r} of environment {env!r} is deployed; this widens it: {'; '.join(widening)}"
+    if confirm is None:
+        raise BadInput(question, "pass --yes to widen it, or use another --grant for the wider credential")
+    confirm(question + ". Continue?")
 
 
 # ---- render -----------------------------------------------------------------------------------------------------

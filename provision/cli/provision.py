@@ -8,6 +8,8 @@ import typer
 
 from provision.cli import DRY_RUN, ENV, JSON, NO_VERIFY, ROTATE, SHOW, app, errors
 
+YES = typer.Option(False, "--yes", help="Do not ask: widen a deployed credential (read-only → full, SAS → "
+                   "account key), and make the first change of a new environment on a real cloud.")
 ADOPT = typer.Option(False, "--adopt", help="Take over resources another provision environment marked as its "
                      "own (their owner mark names it); without it they are refused.")
 GRANT_NAME = typer.Option(None, "--grant", metavar="NAME", help="The grant's name in the environment (1-63 of "
@@ -33,6 +35,7 @@ def s3_command(
     env: str = ENV,
     grant: str | None = GRANT_NAME,
     adopt: bool = ADOPT,
+    yes: bool = YES,
     dry_run: bool = DRY_RUN,
     json_out: bool = JSON,
     show_secrets: bool = SHOW,
@@ -40,7 +43,7 @@ def s3_command(
     """Buckets with secure defaults and a least-privilege IAM user + access key (or role) for exactly them."""
     overrides = {"buckets": buckets, "prefix": prefix, "iam_role": iam_role, "user": user, "region": region,
                  "endpoint_url": endpoint_url, "access": _access(readonly, full), "adopt": adopt or None}
-    _apply("s3", env, grant, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
+    _apply("s3", env, grant, yes, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
 
 
 @app.command("azure")
@@ -75,6 +78,7 @@ def azure_command(
     env: str = ENV,
     grant: str | None = GRANT_NAME,
     adopt: bool = ADOPT,
+    yes: bool = YES,
     dry_run: bool = DRY_RUN,
     json_out: bool = JSON,
     show_secrets: bool = SHOW,
@@ -87,7 +91,7 @@ def azure_command(
                  "keyless": True if keyless is not None else None, "principal_id": keyless,
                  "harden": harden or None, "access": _access(readonly, full), "adopt": adopt or None,
                  "shared_account": shared_account or None}
-    _apply("azure", env, grant, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
+    _apply("azure", env, grant, yes, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
 
 
 @app.command("gcs")
@@ -110,6 +114,7 @@ def gcs_command(
     env: str = ENV,
     grant: str | None = GRANT_NAME,
     adopt: bool = ADOPT,
+    yes: bool = YES,
     dry_run: bool = DRY_RUN,
     json_out: bool = JSON,
     show_secrets: bool = SHOW,
@@ -119,7 +124,7 @@ def gcs_command(
     overrides = {"buckets": buckets, "prefix": prefix, "project": project, "location": location,
                  "service_account": service_account, "hmac": hmac or None, "keyless": keyless or None,
                  "harden": harden or None, "access": _access(readonly, full), "adopt": adopt or None}
-    _apply("gcs", env, grant, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
+    _apply("gcs", env, grant, yes, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
 
 
 def _access(readonly: bool, full: bool) -> str | None:
@@ -131,9 +136,8 @@ def _access(readonly: bool, full: bool) -> str | None:
     return "full" if full else ("readonly" if readonly else None)
 
 
-def _apply(provider: str, env: str, grant: str | None, overrides: dict[str, Any], dry_run: bool, json_out: bool,
-           show_secrets: bool,
-           rotate: bool, verify: bool) -> None:
+def _apply(provider: str, env: str, grant: str | None, yes: bool, overrides: dict[str, Any], dry_run: bool,
+           json_out: bool, show_secrets: bool, rotate: bool, verify: bool) -> None:
     """Build the profile (the env's profile file, then the flags), apply it, print the report."""
     from provision import actions, output
     from provision.profiles import load_profile
@@ -141,6 +145,9 @@ def _apply(provider: str, env: str, grant: str | None, overrides: dict[str, Any]
 
     store = StateStore(env)
     profile = load_profile(env, overrides, provider)
+    import sys
+
+    confirm = (lambda question: typer.confirm(question, abort=True)) if sys.stdin.isatty() else None
     result = actions.apply(profile, store, grant=grant, dry_run=dry_run, rotate=rotate, verify=verify,
-                           notify=output.say)
+                           notify=output.say, yes=yes, confirm=confirm)
     output.apply_report(result, json_out, show_secrets)
