@@ -89,7 +89,9 @@ def drift(provider: BaseProvider, state: GrantState, now: datetime | None = None
     plus credentials expiring within `EXPIRY_WARNING`.
 
     Returns:
-        One row per finding: ``{"resource", "name", "problem", "fix"}``; empty when all is in sync.
+        One row per finding: ``{"resource", "name", "problem", "wanted", "fix"}`` (``problem``: missing, drifted,
+        credential missing or unusable, extra, expired / expires in ...; ``wanted``: what a re-apply makes
+        it); empty when all is in sync.
     """
     copy = state.model_copy(deep=True)
     plan = Plan(copy, dry_run=True)
@@ -97,7 +99,7 @@ def drift(provider: BaseProvider, state: GrantState, now: datetime | None = None
     fix = reapply_command(state)
     problems = {"create": "missing", "update": "drifted", "issue": "credential missing or unusable",
                 "delete": "extra"}
-    rows = [{"resource": c.kind, "name": c.name, "problem": f"{problems[c.action]}: {c.detail}", "fix": fix}
+    rows = [{"resource": c.kind, "name": c.name, "problem": problems[c.action], "wanted": c.detail, "fix": fix}
             for c in plan.changes if c.mutating]
     expires = getattr(state.grant.auth, "expires_at", None) if state.grant else None
     if expires is not None:
@@ -105,5 +107,5 @@ def drift(provider: BaseProvider, state: GrantState, now: datetime | None = None
         if left < EXPIRY_WARNING:
             what = "expired" if left.total_seconds() <= 0 else f"expires in {left.days} d {left.seconds // 3600} h"
             rows.append({"resource": state.grant.auth.kind, "name": expires.isoformat(), "problem": what,
-                         "fix": fix + " --rotate"})
+                         "wanted": f"valid for more than {EXPIRY_WARNING.days} d", "fix": fix + " --rotate"})
     return rows
