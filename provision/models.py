@@ -67,7 +67,7 @@ SECRET_FIELDS = ("secret_key", "token")
 
 
 class Grant(_Model):
-    """The one record every rendered file is made from (shared/DESIGN.md "The Grant").
+    """The one record every rendered file is made from.
 
     Attributes:
         provider: ``s3`` | ``azure`` | ``gcs``.

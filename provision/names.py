@@ -124,7 +124,8 @@ def check_prefix(prefix: str) -> str:
 def supervisely_pair(prefix: str) -> list[str]:
     """The two buckets Supervisely uses for ``prefix``: ``[<prefix>-public, <prefix>-private]``.
 
-    Source: shared/REFERENCE.md §1 (``DATA_PATH/storage/<prefix>-public`` and ``-private``).
+    Source: Supervisely's storage guide, "How we store files" (``DATA_PATH/storage/<prefix>-public`` and
+    ``-private``; https://docs.supervisely.com/enterprise-edition/advanced-tuning/s3).
     """
     check_prefix(prefix)
     return [f"{prefix}-public", f"{prefix}-private"]

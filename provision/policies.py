@@ -1,6 +1,9 @@
 """Pure policy builders: IAM policy and trust documents. No I/O; golden-tested.
 
-Source of the action lists: shared/REFERENCE.md §2 (least-privilege, bucket-scoped policies).
+Source of the action lists: the Amazon S3 actions reference
+(https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html) and Supervisely's storage
+guide, which adds ``s3:ListBucketMultipartUploads`` for files over 4 GB
+(https://docs.supervisely.com/enterprise-edition/advanced-tuning/s3).
 """
 
 from __future__ import annotations
@@ -89,7 +92,8 @@ def _normal(value: Any) -> Any:
 # ---- Azure ----------------------------------------------------------------------------------------------------
 SAS_PERMISSIONS = {Access.readonly: "rl", Access.full: "racwdl"}
 """Account SAS permissions (``sp``) per access level: read + list; or read, add, create, write, delete, list.
-Source: shared/REFERENCE.md §3 and CVAT's Azure guide (Read + List)."""
+Source: https://learn.microsoft.com/en-us/rest/api/storageservices/create-account-sas and CVAT's Azure guide
+(Read + List)."""
 SAS_SERVICES = "b"
 """Account SAS services (``ss``): Blob only."""
 SAS_RESOURCE_TYPES = "co"
@@ -114,7 +118,7 @@ GCS_ROLES = {
     Access.full: ("roles/storage.objectAdmin", "roles/storage.legacyBucketReader"),
 }
 """Bucket-level IAM roles per access level (legacyBucketReader gives ``storage.buckets.get``, which CVAT's attach
-check needs). Source: shared/REFERENCE.md §4; https://cloud.google.com/storage/docs/access-control/iam-roles."""
+check needs). Source: https://cloud.google.com/storage/docs/access-control/iam-roles."""
 
 
 def gcs_bindings(access: Access, member: str) -> list[dict[str, object]]:
