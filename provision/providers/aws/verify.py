@@ -101,10 +101,10 @@ def link_probes(user: Any, bucket: str, key: str) -> list[Probe]:
         Four `Probe` rows, all expected allowed; building them makes no request.
     """
     return [
-        Probe("HeadBucket", bucket, True, partial(user.head_bucket, Bucket=bucket)),
+        Probe("HeadBucket", bucket, True, partial(_request, user, "head_bucket", Bucket=bucket)),
         Probe("ListObjectsV2", f"{bucket} (Delimiter=/)", True,
-              partial(user.list_objects_v2, Bucket=bucket, Delimiter="/", MaxKeys=1)),
-        Probe("HeadObject", f"{bucket}/{key}", True, partial(user.head_object, Bucket=bucket, Key=key)),
+              partial(_request, user, "list_objects_v2", Bucket=bucket, Delimiter="/", MaxKeys=1)),
+        Probe("HeadObject", f"{bucket}/{key}", True, partial(_request, user, "head_object", Bucket=bucket, Key=key)),
         Probe("GetObject", f"{bucket}/{key} (Range {RANGE})", True,
               partial(_ranged_read, user, bucket, key)),
     ]
@@ -116,6 +116,11 @@ def multipart_probe(user: Any, admin: Any, bucket: str, key: str, full: bool) ->
     (with ``admin``, else ``user``)."""
     return Probe("CompleteMultipartUpload", f"{bucket}/{key} (Create + UploadPart + Complete)", full,
                  partial(_multipart, user, admin or user, bucket, key))
+
+
+def _request(client: Any, operation: str, **kwargs: Any) -> Any:
+    """``client.<operation>(**kwargs)``, the client looked up when the probe runs (a table is built before)."""
+    return getattr(client, operation)(**kwargs)
 
 
 def _ranged_read(user: Any, bucket: str, key: str) -> bytes:

@@ -122,7 +122,7 @@ def probe_table(buckets: list[str], user: Any, admin: Any, names: ProbeNames, ke
             Probe("ListBlobs", f"{container} (delimiter=/)", True,
                   lambda mine=mine: first_page(mine.walk_blobs(delimiter="/", results_per_page=1))),
             Probe("GetBlobProperties", f"{container}/{blob}", True,
-                  partial(mine.get_blob_client(blob).get_blob_properties)),
+                  lambda mine=mine: mine.get_blob_client(blob).get_blob_properties()),
             Probe("GetBlob", f"{container}/{blob} (Range {RANGE})", True,
                   partial(_read, mine, blob, 0, RANGE_LENGTH)),
             Probe("PutBlockList", f"{container}/{blocks} (Put Block + Put Block List)", full,
