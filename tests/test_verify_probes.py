@@ -40,6 +40,15 @@ def ran(doc: dict[str, Any]) -> list[Row]:
     return [(r["operation"], token.sub(rf"\g<1>{TOKEN}", r["target"]), r["expected"]) for r in rows]
 
 
+def granted(env: str = "sandbox") -> dict[str, Any]:
+    """The stored Grant of the environment's one grant (state v2: ``grants.<name>.grant``)."""
+    doc = read_state(env)
+    if "grants" in doc:
+        (record,) = doc["grants"].values()
+        doc = record
+    return doc["grant"]  # type: ignore[no-any-return]
+
+
 def verify_json(cli: Cli, env: str) -> dict[str, Any]:
     result = cli("verify", "--env", env, "--json")
     assert result.exit_code == 0, result.output
@@ -125,7 +134,7 @@ def test_s3_multipart_probe_aborts_a_refused_upload() -> None:
 def test_s3_verify_on_the_sandbox(cli: Cli, admin: Admin, prefix: str, access: str) -> None:
     result = cli("s3", "--env", "sandbox", "--prefix", prefix, access, "--no-verify")
     assert result.exit_code == 0, result.output
-    buckets = read_state()["grant"]["buckets"]
+    buckets = granted()["buckets"]
     started = time.monotonic()
     doc = verify_json(cli, "sandbox")
     print(f"\nprovision verify, S3 {access}, {len(buckets)} buckets: {time.monotonic() - started:.2f} s")
@@ -201,7 +210,7 @@ def test_azure_admin_reads_inside_probes_are_the_set_ups_failure() -> None:
 def test_azure_sas_verify_on_azurite(cli: Cli, azure_admin: AzureAdmin, prefix: str, access: str) -> None:
     result = cli("azure", "--env", "sandbox", "--prefix", prefix, access, "--no-verify")
     assert result.exit_code == 0, result.output
-    containers = read_state()["grant"]["buckets"]
+    containers = granted()["buckets"]
     started = time.monotonic()
     doc = verify_json(cli, "sandbox")
     print(f"\nprovision verify, Azure SAS {access}, {len(containers)} containers: {time.monotonic() - started:.2f} s")
@@ -220,7 +229,7 @@ def test_azure_account_key_verify_on_azurite(cli: Cli, azure_admin: AzureAdmin, 
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", cs)
     result = cli("azure", f"{prefix}-cs", "--connection-string", cs, "--env", "cs", "--account-key", "--no-verify")
     assert result.exit_code == 0, result.output
-    assert read_state("cs")["grant"]["auth"]["kind"] == "key_pair"
+    assert granted("cs")["auth"]["kind"] == "key_pair"
     assert ran(verify_json(cli, "cs")) == azure_expected([f"{prefix}-cs"], True, True, None)
     assert cli("destroy", "--env", "cs", "--yes").exit_code == 0
 
@@ -284,7 +293,7 @@ def test_gcs_key_file_verify_through_the_fake(cli: Cli, google: FakeGoogle, gcs_
                                               prefix: str, access: str) -> None:
     result = gcs(cli, "--prefix", prefix, access, "--no-verify")
     assert result.exit_code == 0, result.output
-    buckets = read_state("gcp")["grant"]["buckets"]
+    buckets = granted("gcp")["buckets"]
     started = time.monotonic()
     doc = verify_json(cli, "gcp")
     print(f"\nprovision verify, GCS key file {access}, {len(buckets)} buckets: {time.monotonic() - started:.2f} s")
