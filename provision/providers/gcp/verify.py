@@ -1,10 +1,14 @@
 """`verify` for Cloud Storage: a table of probes (`provision.providers.base.Probe`) run with the grant's own
 credential against objects the admin credentials put there for the purpose, and a bucket of nobody's grant.
 
-Key file (JSON API): objects.list, objects.get, buckets.get allowed; objects.create and objects.delete allowed
-only for ``full``; buckets.setIamPolicy (re-sending the current policy, so an allowed call changes nothing) and
-buckets.list denied; objects.list/get/create on another bucket (``provision-verify-<hex>``, made for the probe)
-denied. HMAC key: the same data probes through the S3-interoperable endpoint (XML API). Permissions of the roles:
+Key file (JSON API): the reads of a Links connection and CVAT (objects.list, also by folder; objects.get of the
+media, the metadata and a byte range; buckets.get, CVAT's attach check:
+https://docs.cvat.ai/docs/manual/basics/attach-cloud-storages/) allowed; objects.create (single and resumable in two
+chunks) and objects.delete allowed only for ``full``; buckets.setIamPolicy (re-sending the current policy, so an
+allowed call changes nothing) and buckets.list denied; objects.list/get/create on another bucket
+(``provision-verify-<hex>``, made for the probe) denied. HMAC key: the same data probes through the
+S3-interoperable endpoint (XML API). Every probe uses its own object, so the table runs concurrently.
+Permissions of the roles:
 https://cloud.google.com/storage/docs/access-control/iam-roles.
 """
 
