@@ -7,8 +7,9 @@ Changes go through `provision.ledger.Plan` (re-exported here), which decides dry
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -18,8 +19,8 @@ from provision.ledger import Plan
 from provision.models import Access, Grant, Resource
 from provision.profiles import Profile
 
-__all__ = ["PROBE_AUTHS", "PROVIDERS", "BaseProvider", "Plan", "Probe", "VerifyRow", "grant_credential",
-           "load_provider", "run_probes", "sdk_attempts"]
+__all__ = ["PROBE_AUTHS", "PROBE_WORKERS", "PROVIDERS", "BaseProvider", "Plan", "Probe", "VerifyRow",
+           "grant_credential", "load_provider", "run_concurrently", "run_probes", "sdk_attempts"]
 
 
 class VerifyRow(BaseModel):
@@ -62,20 +63,64 @@ class Probe:
     then: Callable[[Any], None] | None = None
 
 
-def run_probes(probes: Iterable[Probe], outcome: Callable[[BaseException], str | None]) -> list[VerifyRow]:
-    """Run a probe table in order and return one `VerifyRow` per probe.
+PROBE_WORKERS = 8
+"""How many probes (and set-up / clean-up requests) run at once: verify's requests are independent and each costs
+one round trip, so at WAN latency the table takes about ``len(table) / PROBE_WORKERS`` round trips."""
+
+
+def run_concurrently(calls: Sequence[Callable[[], Any]], workers: int = PROBE_WORKERS) -> list[Any]:
+    """Run independent calls on a bounded thread pool and wait for every one of them.
 
     Args:
-        probes: the table (an iterable, so a provider may build rows as earlier ones ran).
+        calls: the calls (each takes no argument; they must not depend on one another).
+        workers: at most this many run at once (``PROBE_WORKERS``).
+
+    Returns:
+        Their results, in the order of ``calls`` (whatever order they finished in).
+
+    Raises:
+        The exception of the first call (in ``calls`` order) that raised one, once all have finished (so nothing
+        is left running when the caller cleans up).
+    """
+    if not calls:
+        return []
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    size = max(1, min(workers, len(calls)))
+    with ThreadPoolExecutor(max_workers=size, thread_name_prefix="provision-probe") as pool:
+        futures = [pool.submit(call) for call in calls]
+        wait(futures)
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            raise error
+    return [future.result() for future in futures]
+
+
+def run_probes(probes: Iterable[Probe], outcome: Callable[[BaseException], str | None],
+               workers: int = PROBE_WORKERS) -> list[VerifyRow]:
+    """Run a probe table concurrently (`run_concurrently`, at most ``workers`` at once) and return one
+    `VerifyRow` per probe, in table order.
+
+    The probes of a table must be independent of one another: no probe may read, overwrite or delete what
+    another probe touches (each gets its own object, put by the provider's set-up before the table runs).
+
+    Args:
+        probes: the table (materialised before the first probe runs).
         outcome: classifies an exception raised by a probe: ``"deny"`` for the cloud's access-denied answers,
             ``"error: <code>"`` for any other answer of the service; None when it is not the service's answer
             (then it propagates).
+        workers: at most this many probes at once.
 
     Returns:
-        The rows, in table order.
+        The rows, in table order (deterministic, whatever order the probes finished in).
+
+    Raises:
+        The first (in table order) exception that ``outcome`` does not classify, or that a probe's ``then``
+        raised, once every probe has finished.
     """
-    rows: list[VerifyRow] = []
-    for probe in probes:
+
+    def run(probe: Probe) -> VerifyRow:
         result = None
         try:
             result = probe.call()
@@ -85,11 +130,12 @@ def run_probes(probes: Iterable[Probe], outcome: Callable[[BaseException], str |
             if verdict is None:
                 raise
             actual = verdict
-        rows.append(VerifyRow(operation=probe.operation, target=probe.target,
-                              expected="allow" if probe.allowed else "deny", actual=actual))
         if probe.then is not None and result is not None:
             probe.then(result)
-    return rows
+        return VerifyRow(operation=probe.operation, target=probe.target,
+                         expected="allow" if probe.allowed else "deny", actual=actual)
+
+    return run_concurrently([partial(run, probe) for probe in probes], workers)
 
 
 def grant_credential(grant: Grant | None, write: bool) -> Any:

@@ -2,6 +2,10 @@
 
 Each row is one S3 request made with the grant's key; what the key must be allowed follows the inline policy
 `provision.policies.s3_policy` (S3's actions: https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html).
+The rows cover what the platforms do with the key: Supervisely's instance storage (single and multipart uploads,
+deletes, ListMultipartUploads for large files: https://docs.supervisely.com/enterprise-edition/advanced-tuning/s3),
+a Links connection and CVAT's cloud storage (HeadBucket on attach, listings by "folder", HeadObject, ranged reads:
+https://docs.cvat.ai/docs/manual/basics/attach-cloud-storages/), and what the key must never do.
 """
 
 from __future__ import annotations
@@ -14,24 +18,37 @@ from provision.errors import CloudRefused, ProvisionError, one_line
 from provision.policies import policy_json
 from provision.providers.aws.buckets import location
 from provision.providers.aws.sdk import answered_errors, error_code
-from provision.providers.base import Probe, VerifyRow, run_probes
+from provision.providers.base import Probe, VerifyRow, run_concurrently, run_probes
 
-DENIED = ("AccessDenied", "403", "Forbidden", "AllAccessDisabled", "UnauthorizedOperation")
-"""Error codes that mean the request was denied."""
+DENIED = ("AccessDenied", "403", "Forbidden", "AllAccessDisabled", "UnauthorizedOperation",
+          "AccessControlListNotSupported")
+"""Error codes that mean the request was denied (``AccessControlListNotSupported``: a bucket with ACLs disabled
+refuses a request carrying an ACL, https://docs.aws.amazon.com/AmazonS3/latest/userguide/about-object-ownership.html)."""
 PROBE_BODY = b"provision verify"
+RANGE = "bytes=0-1023"
+"""The ranged read of the probes (what a viewer or CVAT's chunk reader asks for)."""
+WRITTEN = (".w", ".c", ".acl", ".copy", ".m")
+"""Suffixes of the keys the write probes use (removed afterwards with the probe objects)."""
+READ = ("", ".d")
+"""Suffixes of the keys the set-up puts in every bucket: the object the reads use, and the one DeleteObject
+removes (distinct, so the probes may run concurrently)."""
 
 
 def probe_table(user: Any, admin: Any, buckets: list[str], full: bool, probe_key: str, other: str) -> list[Probe]:
-    """The probes of a key, in order; building it makes no request.
+    """The probes of a key, in order; building it makes no request. Every probe uses its own key, so they may
+    run concurrently.
 
-    Per bucket: ListObjectsV2, GetObject, GetBucketLocation (allowed); PutObject, DeleteObject,
-    CreateMultipartUpload (allowed only for ``full``; the upload is aborted with ``admin``); PutBucketPolicy
-    (denied). Then ListBuckets, and ListObjectsV2 and PutObject on another bucket (denied).
+    Per bucket: ListObjectsV2, GetObject, GetBucketLocation (allowed); PutObject, DeleteObject (of
+    ``<probe_key>.d``), CreateMultipartUpload (allowed only for ``full``; the upload is aborted with ``admin``);
+    PutBucketPolicy (denied); then the Links / CVAT reads `link_probes` (allowed); a complete multipart upload and
+    ListMultipartUploads (``full``); CopyObject from ``other`` and PutObject with ``x-amz-acl: public-read``
+    (denied). Then ListBuckets, and ListObjectsV2, GetObject and PutObject on ``other`` (denied).
 
     Args:
-        user: an S3 client with the grant's key. admin: an admin S3 client (clean-up).
-        buckets: the grant's buckets, each holding ``probe_key``. full: the grant's access is ``full``.
-        probe_key: the key of the probe object. other: a bucket outside the grant.
+        user: an S3 client with the grant's key. admin: an admin S3 client (clean-up of multipart uploads).
+        buckets: the grant's buckets, each holding ``probe_key`` and ``<probe_key>.d``. full: the grant's access
+            is ``full``.
+        probe_key: the key of the probe object. other: a bucket outside the grant, holding ``probe_key``.
 
     Returns:
         The `Probe` rows.
@@ -39,28 +56,89 @@ def probe_table(user: Any, admin: Any, buckets: list[str], full: bool, probe_key
     rows: list[Probe] = []
     empty_policy = policy_json({"Version": "2012-10-17", "Statement": []})
     for bucket in buckets:
-        upload = f"{probe_key}.m"
+        upload, doomed, copy = f"{probe_key}.m", f"{probe_key}.d", f"{probe_key}.copy"
         rows += [
             Probe("ListObjectsV2", bucket, True, partial(user.list_objects_v2, Bucket=bucket, MaxKeys=1)),
             Probe("GetObject", f"{bucket}/{probe_key}", True, partial(user.get_object, Bucket=bucket, Key=probe_key)),
             Probe("GetBucketLocation", bucket, True, partial(user.get_bucket_location, Bucket=bucket)),
             Probe("PutObject", f"{bucket}/{probe_key}.w", full,
                   partial(user.put_object, Bucket=bucket, Key=f"{probe_key}.w", Body=b"x")),
-            Probe("DeleteObject", f"{bucket}/{probe_key}", full,
-                  partial(user.delete_object, Bucket=bucket, Key=probe_key)),
+            Probe("DeleteObject", f"{bucket}/{doomed}", full, partial(user.delete_object, Bucket=bucket, Key=doomed)),
             Probe("CreateMultipartUpload", f"{bucket}/{upload}", full,
                   partial(user.create_multipart_upload, Bucket=bucket, Key=upload),
                   partial(_abort, admin, bucket, upload)),
             Probe("PutBucketPolicy", bucket, False,
                   partial(user.put_bucket_policy, Bucket=bucket, Policy=empty_policy)),
+            *link_probes(user, bucket, probe_key),
+            multipart_probe(user, admin, bucket, f"{probe_key}.c", full),
+            Probe("ListMultipartUploads", bucket, full,
+                  partial(user.list_multipart_uploads, Bucket=bucket, MaxUploads=1)),
+            Probe("CopyObject", f"{bucket}/{copy} (from {other}, another bucket)", False,
+                  partial(user.copy_object, Bucket=bucket, Key=copy, CopySource={"Bucket": other, "Key": probe_key})),
+            Probe("PutObject", f"{bucket}/{probe_key}.acl (x-amz-acl: public-read)", False,
+                  partial(user.put_object, Bucket=bucket, Key=f"{probe_key}.acl", Body=b"x", ACL="public-read")),
         ]
+    target = f"{other} (another bucket)"
     rows += [
         Probe("ListBuckets", "*", False, user.list_buckets),
-        Probe("ListObjectsV2", f"{other} (another bucket)", False, partial(user.list_objects_v2, Bucket=other)),
-        Probe("PutObject", f"{other} (another bucket)", False,
-              partial(user.put_object, Bucket=other, Key="x", Body=b"x")),
+        Probe("ListObjectsV2", target, False, partial(user.list_objects_v2, Bucket=other)),
+        Probe("PutObject", target, False, partial(user.put_object, Bucket=other, Key="x", Body=b"x")),
+        Probe("GetObject", f"{other}/{probe_key} (another bucket)", False,
+              partial(user.get_object, Bucket=other, Key=probe_key)),
     ]
     return rows
+
+
+def link_probes(user: Any, bucket: str, key: str) -> list[Probe]:
+    """The reads every grant must allow, as a Links connection and CVAT's server make them: HeadBucket (CVAT's
+    attach check, minio clients' ``bucketExists``), ListObjectsV2 with ``Delimiter=/`` (browsing by folder),
+    HeadObject and a ranged GetObject (`RANGE`) of ``key``.
+
+    Args:
+        user: an S3 client with the grant's key. bucket: one of the grant's buckets, holding ``key``.
+
+    Returns:
+        Four `Probe` rows, all expected allowed; building them makes no request.
+    """
+    return [
+        Probe("HeadBucket", bucket, True, partial(_request, user, "head_bucket", Bucket=bucket)),
+        Probe("ListObjectsV2", f"{bucket} (Delimiter=/)", True,
+              partial(_request, user, "list_objects_v2", Bucket=bucket, Delimiter="/", MaxKeys=1)),
+        Probe("HeadObject", f"{bucket}/{key}", True, partial(_request, user, "head_object", Bucket=bucket, Key=key)),
+        Probe("GetObject", f"{bucket}/{key} (Range {RANGE})", True,
+              partial(_ranged_read, user, bucket, key)),
+    ]
+
+
+def multipart_probe(user: Any, admin: Any, bucket: str, key: str, full: bool) -> Probe:
+    """A complete multipart upload of ``key`` (CreateMultipartUpload, UploadPart, CompleteMultipartUpload), as
+    Supervisely uploads large files; allowed only for ``full``. An upload left unfinished by a refusal is aborted
+    (with ``admin``, else ``user``)."""
+    return Probe("CompleteMultipartUpload", f"{bucket}/{key} (Create + UploadPart + Complete)", full,
+                 partial(_multipart, user, admin or user, bucket, key))
+
+
+def _request(client: Any, operation: str, **kwargs: Any) -> Any:
+    """``client.<operation>(**kwargs)``, the client looked up when the probe runs (a table is built before)."""
+    return getattr(client, operation)(**kwargs)
+
+
+def _ranged_read(user: Any, bucket: str, key: str) -> bytes:
+    return user.get_object(Bucket=bucket, Key=key, Range=RANGE)["Body"].read()  # type: ignore[no-any-return]
+
+
+def _multipart(user: Any, admin: Any, bucket: str, key: str) -> Any:
+    upload = user.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    try:
+        part = user.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=PROBE_BODY)
+        return user.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    except Exception:
+        try:
+            admin.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
+        except answered_errors():
+            pass  # the refusal of the probe is what the row reports
+        raise
 
 
 def _abort(admin: Any, bucket: str, key: str, started: dict[str, Any]) -> None:
@@ -78,11 +156,12 @@ def outcome(exc: BaseException) -> str | None:
 
 
 def verify_key(user: Any, admin: Any, buckets: list[str], full: bool, region: str) -> list[VerifyRow]:
-    """Run `probe_table` for a key: with ``admin`` it first puts one probe object in each bucket and makes one
-    temporary bucket (``provision-verify-<hex>``) to stand for "another bucket"; all are removed afterwards.
+    """Run `probe_table` for a key, concurrently: with ``admin`` it first makes one temporary bucket
+    (``provision-verify-<hex>``, holding the probe object) to stand for "another bucket" and puts the probe
+    objects (`READ`) in each bucket, all at once; all are removed afterwards.
 
     Returns:
-        One row per probe.
+        One row per probe, in table order.
 
     Raises:
         CloudRefused: the admin credentials could not set the probes up.
@@ -91,10 +170,14 @@ def verify_key(user: Any, admin: Any, buckets: list[str], full: bool, region: st
     token = uuid.uuid4().hex[:10]
     probe_key = f".provision-verify/{token}"
     other = f"provision-verify-{token}"
-    try:
+
+    def make_other() -> None:
         admin.create_bucket(Bucket=other, **location(region))
-        for bucket in buckets:
-            admin.put_object(Bucket=bucket, Key=probe_key, Body=PROBE_BODY)
+        admin.put_object(Bucket=other, Key=probe_key, Body=PROBE_BODY)
+
+    try:
+        run_concurrently([make_other] + [partial(admin.put_object, Bucket=bucket, Key=probe_key + suffix,
+                                                 Body=PROBE_BODY) for bucket in buckets for suffix in READ])
         return run_probes(probe_table(user, admin, buckets, full, probe_key, other), outcome)
     except answered_errors() as exc:
         raise CloudRefused(f"verify could not set up its probes: {one_line(exc)}",
@@ -104,20 +187,31 @@ def verify_key(user: Any, admin: Any, buckets: list[str], full: bool, region: st
 
 
 def cleanup(admin: Any, buckets: list[str], probe_key: str, other: str) -> None:
-    """Remove verify's probe objects and temporary bucket.
+    """Remove verify's probe objects and temporary bucket (one request per bucket, concurrently; the temporary
+    bucket is listed, emptied and deleted).
 
     Raises:
         ProvisionError: S3 refused (other than "already gone"); names what to delete by hand.
     """
-    try:
-        for bucket in buckets:
-            admin.delete_objects(Bucket=bucket, Delete={"Objects": [
-                {"Key": probe_key}, {"Key": f"{probe_key}.w"}, {"Key": f"{probe_key}.m"}]})
+    keys = [{"Key": probe_key + suffix} for suffix in READ + WRITTEN]
+
+    def unless_gone(call: Any) -> None:
+        try:
+            call()
+        except answered_errors() as exc:
+            if error_code(exc) not in ("NoSuchBucket", "404"):
+                raise
+
+    def remove_other() -> None:
         listing = admin.list_objects_v2(Bucket=other).get("Contents", [])
         if listing:
             admin.delete_objects(Bucket=other, Delete={"Objects": [{"Key": o["Key"]} for o in listing]})
         admin.delete_bucket(Bucket=other)
+
+    try:
+        run_concurrently([partial(unless_gone, remove_other)] + [
+            partial(unless_gone, partial(admin.delete_objects, Bucket=bucket, Delete={"Objects": keys}))
+            for bucket in buckets])
     except answered_errors() as exc:
-        if error_code(exc) not in ("NoSuchBucket", "404"):
-            raise ProvisionError(f"verify could not remove its probe objects: {one_line(exc)}",
-                                 f"delete bucket {other} and keys {probe_key}* by hand") from None
+        raise ProvisionError(f"verify could not remove its probe objects: {one_line(exc)}",
+                             f"delete bucket {other} and keys {probe_key}* by hand") from None
