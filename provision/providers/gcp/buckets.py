@@ -12,6 +12,7 @@ from provision.errors import CloudRefused
 from provision.ledger import Plan
 from provision.models import Resource
 from provision.providers.gcp.sdk import TIMEOUT, storage_retry
+from provision.providers.owner_marks import OwnerMark, check_adoptable, ours
 
 SECURE = "uniform bucket-level access, public access prevention enforced"
 """How a locked-down bucket is reported."""
@@ -69,9 +70,11 @@ def ensure_bucket(storage: Any, name: str, project: str, location: str, harden_a
                            "not see it)", "choose another bucket name") from None
     if bucket is None:
         resource = Resource(kind="bucket", name=name, created=True)
+        new = locked_down(storage.bucket(name))
+        new.labels = OwnerMark.of(state).fields("label")
         try:
             bucket = plan.create(resource, f"in {location}, {SECURE}", storage.create_bucket, refused=refused,
-                                 bucket_or_name=locked_down(storage.bucket(name)), project=project,
+                                 bucket_or_name=new, project=project,
                                  location=location, retry=storage_retry(), timeout=TIMEOUT)
         except Conflict:
             # The SDK retries a create whose answer was lost: a 409 then usually means our first attempt worked.
@@ -93,18 +96,39 @@ def ensure_bucket(storage: Any, name: str, project: str, location: str, harden_a
                         bucket=bucket)
         return
     record = state.find("bucket", name)
-    ours = record is not None and record.created
+    mine = ours(OwnerMark.read(bucket.labels, "label"), state)
     where = f" (in {bucket.location}, not {location} as asked)" if (
         bucket.location or "").upper() != location.upper() else ""
-    plan.adopt(Resource(kind="bucket", name=name, created=False), f"exists{where}; adopted (destroy never deletes it)")
+    if mine and record is None:  # an earlier run of this state created it and lost the answer
+        plan.note("no change", "bucket", name, f"exists{where}; created by this environment earlier (its owner "
+                  "mark): tracked as created")
+        plan.record(Resource(kind="bucket", name=name, created=True))
+    else:
+        plan.adopt(Resource(kind="bucket", name=name, created=False),
+                   f"exists{where}; adopted (destroy never deletes it)")
     missing = insecure(bucket)
     if not missing:
         plan.note("no change", "bucket", name, SECURE)
-    elif ours or harden_adopted:
+    elif mine or (record is not None and record.created) or harden_adopted:
         plan.update("bucket", name, f"{'; '.join(missing)} → {SECURE}", harden, bucket=bucket)
     else:
         plan.note("no change", "bucket", name, f"not hardened: {'; '.join(missing)} (pass --harden to fix; "
                   "uniform access turns off object ACLs)")
+
+
+def check_bucket_marks(storage: Any, names: list[str], state: Any, adopt: bool) -> None:
+    """Before any change: refuse a bucket another provision state labelled as its own
+    (`provision.providers.owner_marks.check_adoptable`). A bucket these credentials cannot read is left to
+    `ensure_bucket`, which explains it."""
+    from google.api_core.exceptions import Forbidden
+
+    for name in names:
+        try:
+            bucket = storage.lookup_bucket(name, retry=storage_retry(), timeout=TIMEOUT)
+        except Forbidden:
+            continue
+        if bucket is not None:
+            check_adoptable("bucket", name, OwnerMark.read(bucket.labels, "label"), state, adopt)
 
 
 def holds_objects(storage: Any, name: str) -> bool:
