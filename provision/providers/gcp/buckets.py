@@ -38,9 +38,12 @@ def insecure(bucket: Any) -> list[str]:
     return problems
 
 
-def harden(bucket: Any) -> None:
-    """PATCH uniform bucket-level access on and public access prevention ``enforced``, guarded by the
-    metageneration read (a concurrent change of the bucket's settings makes it fail rather than be overwritten)."""
+def harden(bucket: Any, labels: dict[str, str] | None = None) -> None:
+    """PATCH uniform bucket-level access on and public access prevention ``enforced`` (and ``labels`` added to the
+    bucket's, when given), guarded by the metageneration read (a concurrent change of the bucket's settings makes
+    it fail rather than be overwritten)."""
+    if labels:
+        bucket.labels = {**(bucket.labels or {}), **labels}
     locked_down(bucket).patch(if_metageneration_match=bucket.metageneration, retry=storage_retry(), timeout=TIMEOUT)
 
 
@@ -70,8 +73,9 @@ def ensure_bucket(storage: Any, name: str, project: str, location: str, harden_a
                            "not see it)", "choose another bucket name") from None
     if bucket is None:
         resource = Resource(kind="bucket", name=name, created=True)
+        marks = OwnerMark.of(state).fields("label")
         new = locked_down(storage.bucket(name))
-        new.labels = OwnerMark.of(state).fields("label")
+        new.labels = marks
         try:
             bucket = plan.create(resource, f"in {location}, {SECURE}", storage.create_bucket, refused=refused,
                                  bucket_or_name=new, project=project,
@@ -91,9 +95,12 @@ def ensure_bucket(storage: Any, name: str, project: str, location: str, harden_a
         if bucket is None:  # planned, not created
             return
         missing = insecure(bucket)
+        labels = marks if any((bucket.labels or {}).get(k) != v for k, v in marks.items()) else None
+        if labels:
+            missing.append("owner labels missing")
         if missing:  # the service dropped settings from the insert body (the emulator does): set them now
             plan.update("bucket", name, f"the service ignored them on create: {'; '.join(missing)} → set", harden,
-                        bucket=bucket)
+                        bucket=bucket, labels=labels)
         return
     record = state.find("bucket", name)
     mine = ours(OwnerMark.read(bucket.labels, "label"), state)

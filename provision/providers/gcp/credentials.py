@@ -17,7 +17,7 @@ from provision.errors import CloudRefused
 from provision.files import atomic_write
 from provision.ledger import Plan
 from provision.models import Grant, KeyFile, KeyPair, Resource
-from provision.providers.gcp.intents import record_intent, settle
+from provision.providers.gcp.intents import live_keys, record_intent, settle
 from provision.providers.gcp.sdk import IAM_TIMEOUT, TIMEOUT, GcsClients, iam_retry, storage_retry
 from provision.providers.owner_marks import OwnerMark, check_adoptable, ours
 from provision.state import state_dir
@@ -160,6 +160,7 @@ def ensure_key_file(clients: GcsClients, email: str, by_email: bool, new_sa: boo
         return (Resource(kind="sa_key", name=key_id, created=True, parent=email),
                 grant_of(KeyFile(path=str(key_file_path(state.env, key_id)))))
 
+    before = set() if new_sa else {key for key, _ in live_keys(clients, "sa_key", email, by_email)}
     record_intent(plan, "sa_key", email)  # a lost answer leaves a key no state tracks: settled below
     try:
         created = plan.issue("sa_key", email, detail, iam.create_service_account_key, keep, request={
@@ -176,7 +177,7 @@ def ensure_key_file(clients: GcsClients, email: str, by_email: bool, new_sa: boo
     auth = KeyFile(path=str(key_file_path(state.env, key_id)))
     # The key's id and the Grant are persisted; the private key exists only in this answer: write it now.
     write_key_file(Path(auth.path), bytes(created.private_key_data))
-    settle(clients, by_email, state, plan, "sa_key", email)
+    settle(clients, by_email, state, plan, "sa_key", email, before)
     retire(clients, by_email, state, plan, keep=key_id)
     return auth
 
@@ -214,13 +215,14 @@ def ensure_hmac(clients: GcsClients, email: str, by_email: bool, state: Any, pla
         return (Resource(kind="hmac_key", name=meta.access_id, created=True, parent=email),
                 grant_of(KeyPair(access_key=meta.access_id, secret_key=secret)))
 
+    before = {key for key, _ in live_keys(clients, "hmac_key", email, by_email)}
     record_intent(plan, "hmac_key", email)  # a lost answer leaves a key no state tracks: settled below
     created = plan.issue("hmac_key", email, detail, storage.create_hmac_key, keep, service_account_email=email,
                          project_id=clients.project, timeout=TIMEOUT)
     if created is None:  # planned, not issued
         return None
     meta, secret = created
-    settle(clients, by_email, state, plan, "hmac_key", email)
+    settle(clients, by_email, state, plan, "hmac_key", email, before)
     retire(clients, by_email, state, plan, keep=meta.access_id)
     return KeyPair(access_key=meta.access_id, secret_key=secret)
 

@@ -21,8 +21,8 @@ from provision.providers.gcp.sdk import IAM_TIMEOUT, TIMEOUT, GcsClients, iam_re
 INTENT_KINDS = {"sa_key": "sa_key_intent", "hmac_key": "hmac_key_intent"}
 """Key kind -> the kind of its intent record."""
 CLOCK_SKEW = timedelta(seconds=60)
-"""How far Google's clock may be behind ours: keys created up to this long before an intent's time count as
-created after it."""
+"""How far Google's clock may be behind ours: when the keys that existed just before the create are known, a key
+created up to this long before the intent's time still counts as created after it."""
 
 
 def record_intent(plan: Plan, kind: str, email: str) -> None:
@@ -67,10 +67,15 @@ def live_keys(clients: GcsClients, kind: str, email: str, by_email: bool) -> lis
         return []
 
 
-def settle(clients: GcsClients, by_email: bool, state: Any, plan: Plan, kind: str, email: str) -> list[str]:
+def settle(clients: GcsClients, by_email: bool, state: Any, plan: Plan, kind: str, email: str,
+           before: set[str] | None = None) -> list[str]:
     """Settle the pending intent of ``kind`` for ``email`` (nothing when there is none): delete every live key
-    created at or after it (less `CLOCK_SKEW`) that the state does not track, reporting each, then forget the
-    intent.
+    created at or after it that the state does not track, reporting each, then forget the intent.
+
+    Args:
+        before: the key ids listed just before the create, when this run listed them: those are never touched,
+            and a key's time may then be up to `CLOCK_SKEW` before the intent's (Google's clock behind ours).
+            None (an intent a killed run left): a key counts when created at or after the intent's time.
 
     Returns:
         The ids of the keys deleted.
@@ -84,12 +89,15 @@ def settle(clients: GcsClients, by_email: bool, state: Any, plan: Plan, kind: st
     if intent is None:
         return []
     tracked = {r.name for r in state.resources if r.kind == kind}
-    since = (intent.since or datetime.now(timezone.utc)) - CLOCK_SKEW
+    since = intent.since or datetime.now(timezone.utc)
+    if before is not None:
+        tracked |= before
+        since -= CLOCK_SKEW
     untracked = [key for key, created in live_keys(clients, kind, email, by_email)
                  if key not in tracked and created is not None and created >= since]
     for key in untracked:
         plan.note("no change", kind, key, f"of {email}: created at/after the intent of "
-                  f"{since + CLOCK_SKEW:%Y-%m-%dT%H:%M:%SZ}, untracked (its answer was lost)")
+                  f"{intent.since or since:%Y-%m-%dT%H:%M:%SZ}, untracked (its answer was lost)")
         delete_key(clients, by_email, state, Resource(kind=kind, name=key, created=True, parent=email), plan,
                    report=True)
     plan.forget(intent.kind, intent.name)
