@@ -389,7 +389,7 @@ def test_connection_string_mode_keeps_the_key_out_of_state(cli: Cli, azure_admin
     endpoint = azure_admin.endpoint
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", endpoint.ca_file)
     cs = endpoint.connection_string()
-    result = azure(cli, f"{prefix}-cs", "--connection-string", cs, "--env", "cs", "--json")
+    result = azure(cli, f"{prefix}-cs", "--connection-string", cs, "--env", "cs", "--json", "--shared-account")
     assert result.exit_code == 0, result.output
     text = (Path(os.environ["PROVISION_STATE_DIR"]) / "cs.json").read_text()
     assert azure_admin.account.key1 not in text  # the connection string is stored without its key

@@ -3,8 +3,10 @@ description) naming the environment, the grant and the state's random id, so tha
 unknowingly and a re-run recognises what its own earlier run created even when the answer was lost.
 
 One provider-neutral shape (`OwnerMark`) written in three styles: ``tag`` (Azure resource tags,
-``provision:env``), ``meta`` (Azure container metadata, whose names must be C# identifiers:
-https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata), and
+``provision:env``), ``meta`` (Azure container metadata, ``provisionenv``: names must be C# identifiers,
+https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata, and
+travel as ``x-ms-meta-<name>`` headers, which proxies that drop or rewrite underscores in header names break, so
+the names have none), and
 ``label`` (Cloud Storage bucket labels: keys and values of lowercase letters, digits, ``_`` and ``-``, at most 63
 characters: https://cloud.google.com/storage/docs/tags-and-labels).
 """
@@ -18,7 +20,7 @@ from typing import Any, Literal
 from provision.errors import BadInput
 
 Style = Literal["tag", "meta", "label"]
-_SEPARATOR = {"tag": ":", "meta": "_", "label": "_"}
+_SEPARATOR = {"tag": ":", "meta": "", "label": "_"}
 _FIELDS = ("env", "grant", "state")
 _LABEL_VALUE = re.compile(r"[^a-z0-9_-]+")
 _TEXT = re.compile(r"provision env=(\S+) grant=(\S+) state=([0-9A-Za-z_-]+)")
@@ -49,8 +51,8 @@ class OwnerMark:
                    str(getattr(state, "state_id", "") or ""))
 
     def fields(self, style: Style) -> dict[str, str]:
-        """The mark as key/value pairs of ``style`` (``provision:env`` / ``provision_env`` ...); label values
-        sanitized (`label_value`). Empty when the state has no id (nothing to recognise it by)."""
+        """The mark as key/value pairs of ``style`` (``provision:env`` / ``provisionenv`` / ``provision_env``);
+        label values sanitized (`label_value`). Empty when the state has no id (nothing to recognise it by)."""
         if not self.state:
             return {}
         values = (self.env, self.grant, self.state)
