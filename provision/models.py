@@ -104,12 +104,15 @@ class Resource(_Model):
         name: the resource's name or id (an access key id, never a secret).
         created: True when `provision` created it (``destroy`` may delete it); False when adopted.
         parent: the owning resource's name (the user of a key or policy), if any.
+        since: for an intent (``sa_key_intent``, ``hmac_key_intent``): when it was recorded (aware UTC), just
+            before the call that may create an untracked resource; None otherwise.
     """
 
     kind: str
     name: str
     created: bool
     parent: str | None = None
+    since: datetime | None = None
 
 
 class Change(_Model):

@@ -81,6 +81,8 @@ class FakeGoogle:
         keys: key id -> ``{"email", "public_key", "type": "USER_MANAGED"|"SYSTEM_MANAGED"}`` (the admin's too).
         hmac_keys: access id -> metadata (as the JSON API returns it).
         tokens: access token -> email.
+        lose_answer_at: the k-th mutating request from now (any API) is carried out but its answer is lost: a 503
+            (HTTP) or UNAVAILABLE (gRPC) goes back instead; None: off. `lost` counts the answers lost.
     """
 
     def __init__(self, upstream: str, project: str) -> None:
@@ -94,6 +96,8 @@ class FakeGoogle:
         self.tokens: dict[str, str] = {}
         self.unknown_for: dict[str, int] = {}
         self.on_set_iam: Any = None
+        self.lose_answer_at: int | None = None
+        self.lost = 0
         self.admin_email = f"{ADMIN}@{project}.iam.gserviceaccount.com"
         self.lock = threading.Lock()
         self._http: Any = None
@@ -172,7 +176,17 @@ class FakeGoogle:
     def _record(self, **entry: Any) -> dict[str, Any]:
         with self.lock:
             self.requests.append(entry)
+            entry["lose"] = False
+            if entry["mutating"] and self.lose_answer_at is not None:
+                self.lose_answer_at -= 1
+                if self.lose_answer_at <= 0:
+                    entry["lose"], self.lose_answer_at = True, None
+                    self.lost += 1
         return entry
+
+    def mutating_count(self) -> int:
+        """How many mutating requests (any API) were recorded."""
+        return len(self.mutating())
 
     # ---- identity -----------------------------------------------------------------------------------------
     def _verify_jwt(self, token: str) -> str | None:
@@ -221,6 +235,8 @@ class FakeGoogle:
                              mutating=method not in ("GET", "HEAD"), status=None)
 
         def reply(status: int, payload: Any = None) -> Any:
+            if entry["lose"]:  # carried out; the answer is lost on the way back
+                status, payload = 503, _error(503, "the answer was lost (injected by the fake)")
             entry["status"] = status
             data = b"" if payload is None else json.dumps(payload).encode()
             reason = http.client.responses.get(status, "")
@@ -249,6 +265,9 @@ class FakeGoogle:
             entry["status"] = int(status.split()[0])
             return start_response(status, headers, exc_info)
 
+        if entry["lose"]:
+            b"".join(self._forward(environ, lambda *a, **k: None))  # carried out upstream, answer dropped
+            return reply(503)
         return self._forward(environ, start)
 
     def _check_policy_write(self, bucket: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
@@ -368,15 +387,18 @@ class FakeGoogle:
             def call(request: Any, context: Any) -> Any:
                 metadata = dict(context.invocation_metadata())
                 caller = self._caller(metadata.get("authorization"))
-                self._record(api="iam", method=name, path=getattr(request, "name", ""), query="",
-                             body=type(request).to_dict(request), caller=caller,
-                             mutating=not name.startswith(_READ_RPCS), status=None)
+                entry = self._record(api="iam", method=name, path=getattr(request, "name", ""), query="",
+                                     body=type(request).to_dict(request), caller=caller,
+                                     mutating=not name.startswith(_READ_RPCS), status=None)
                 if caller is None:
                     context.abort(grpc.StatusCode.UNAUTHENTICATED, "Request had invalid authentication credentials.")
                 if caller != self.admin_email:
                     context.abort(grpc.StatusCode.PERMISSION_DENIED, f"Permission denied for {caller}.")
                 with self.lock:
-                    return handler(request, context, types, grpc)
+                    answer = handler(request, context, types, grpc)
+                if entry["lose"]:  # carried out; the answer is lost on the way back
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "the answer was lost (injected by the fake)")
+                return answer
 
             return name, grpc.unary_unary_rpc_method_handler(
                 call, request_deserializer=request_type.deserialize, response_serializer=response_serializer)
@@ -433,9 +455,11 @@ class FakeGoogle:
                           "account. constraints/iam.disableServiceAccountKeyCreation")
         key_id = secrets.token_hex(20)
         pem, public = new_rsa_key()
-        self.keys[key_id] = {"email": account["email"], "public_key": public, "type": "USER_MANAGED"}
+        self.keys[key_id] = {"email": account["email"], "public_key": public, "type": "USER_MANAGED",
+                             "created": datetime.now(timezone.utc)}
         return types.ServiceAccountKey(
-            name=f"{request.name}/keys/{key_id}", private_key_type=request.private_key_type,
+            name=f"{request.name}/keys/{key_id}", valid_after_time=self.keys[key_id]["created"],
+            private_key_type=request.private_key_type,
             key_algorithm=request.key_algorithm, key_type=types.ListServiceAccountKeysRequest.KeyType.USER_MANAGED,
             private_key_data=json.dumps(self._key_json(account["email"], key_id, pem)).encode())
 
@@ -443,7 +467,8 @@ class FakeGoogle:
         account = self._account(request.name, context, grpc)
         kinds = types.ListServiceAccountKeysRequest.KeyType
         wanted = {kinds(t).name for t in request.key_types} or {"USER_MANAGED", "SYSTEM_MANAGED"}
-        keys = [types.ServiceAccountKey(name=f"{request.name}/keys/{key_id}", key_type=kinds[v["type"]])
+        keys = [types.ServiceAccountKey(name=f"{request.name}/keys/{key_id}", key_type=kinds[v["type"]],
+                                        valid_after_time=v.get("created"))
                 for key_id, v in self.keys.items() if v["email"] == account["email"] and v["type"] in wanted]
         return types.ListServiceAccountKeysResponse(keys=keys)
 

@@ -389,7 +389,7 @@ def test_connection_string_mode_keeps_the_key_out_of_state(cli: Cli, azure_admin
     endpoint = azure_admin.endpoint
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", endpoint.ca_file)
     cs = endpoint.connection_string()
-    result = azure(cli, f"{prefix}-cs", "--connection-string", cs, "--env", "cs", "--json")
+    result = azure(cli, f"{prefix}-cs", "--connection-string", cs, "--env", "cs", "--json", "--shared-account")
     assert result.exit_code == 0, result.output
     text = (Path(os.environ["PROVISION_STATE_DIR"]) / "cs.json").read_text()
     assert azure_admin.account.key1 not in text  # the connection string is stored without its key
@@ -485,16 +485,21 @@ def test_management_creates_a_secure_account(cli: Cli, arm: FakeArm, azure_admin
     assert "verify: all 20 probes match the grant" in result.stderr
     [group] = [r for r in arm_puts(arm, "/resourcegroups/") if "/providers/" not in r["path"]]
     assert group["path"].endswith(f"/resourcegroups/provision-{account}")
-    assert group["body"] == {"location": "northeurope", "tags": {"provision:env": "default"}}
+    marks = {"provision:env": "default", "provision:grant": prefix,  # owner marks: env, grant, state id
+             "provision:state": json.loads((Path(os.environ["PROVISION_STATE_DIR"]) / "default.json").read_text())[
+                 "state_id"]}
+    assert group["body"] == {"location": "northeurope", "tags": marks}
     [put] = [r for r in arm_puts(arm, "/storageaccounts/") if "/blobservices/" not in r["path"].lower()]
     assert put["body"] == {
         "sku": {"name": "Standard_LRS"}, "kind": "StorageV2", "location": "northeurope",
-        "tags": {"provision:env": "default"},
+        "tags": marks,
         "properties": {"allowBlobPublicAccess": False, "minimumTlsVersion": "TLS1_2",
                        "supportsHttpsTrafficOnly": True, "allowCrossTenantReplication": False}}
     containers = arm_puts(arm, "/blobservices/default/containers/")
     assert [r["path"].rsplit("/", 1)[1] for r in containers] == [f"{prefix}-public", f"{prefix}-private"]
-    assert all(r["body"] == {"properties": {"publicAccess": "None"}} for r in containers)
+    assert all(r["body"] == {"properties": {"publicAccess": "None", "metadata": {
+        "provisionenv": "default", "provisiongrant": prefix, "provisionstate": marks["provision:state"]}}}
+        for r in containers)
     assert all(r["query"]["api-version"] for r in arm.requests)
     state = read_state("default")
     assert [(r["kind"], r["name"], r["created"], r["parent"]) for r in state["resources"]] == [

@@ -14,7 +14,9 @@ from provision.ledger import Plan
 from provision.models import Resource
 from provision.providers.azure.options import DEFAULT_LOCATION
 from provision.providers.azure.sdk import AccountAccess, plain
-from provision.providers.azure.steps import adopt_or_keep, create
+from provision.providers.azure.steps import create
+from provision.providers.owner_marks import OwnerMark, check_adoptable
+from provision.providers.owner_marks import ours as owned
 
 if TYPE_CHECKING:
     from provision.providers.azure.provider import AzureProvider
@@ -51,7 +53,13 @@ def ensure_management(az: AzureProvider, state: Any, plan: Plan) -> tuple[Accoun
     Raises:
         BadInput: an ambiguous subscription. CloudRefused: the account name is taken. Azure's errors otherwise.
     """
-    from provision.providers.azure.containers import ensure_container_mgmt
+    from provision.providers.azure.containers import (
+        check_marks,
+        ensure_container_mgmt,
+        list_containers_mgmt,
+        outside,
+        read_containers_mgmt,
+    )
     from provision.providers.azure.credentials import ensure_role_assignment
 
     sdk = az.sdk
@@ -59,12 +67,23 @@ def ensure_management(az: AzureProvider, state: Any, plan: Plan) -> tuple[Accoun
     resource, storage = sdk.mgmt("resource", subscription), sdk.mgmt("storage", subscription)
     group = az.options.group
     name = az.options.account or ""
+    adopt = az.profile.adopt
+    # everything is read and checked before the first change: a refusal leaves no trace
     current = read_account(storage, group, name)  # a taken name is refused before any create
-    ensure_resource_group(az, resource, subscription, group, state, plan)
+    group_now = read_group(resource, group)
+    if group_now is not None:
+        check_adoptable("resource_group", group, OwnerMark.read(group_now.tags, "tag"), state, adopt)
+    if current is not None:
+        check_adoptable("storage_account", name, OwnerMark.read(current.tags, "tag"), state, adopt)
+    found = read_containers_mgmt(storage, group, name, az.containers, current is not None)
+    check_marks(found, state, adopt)
+    if current is not None:
+        az.check_shared(outside(list_containers_mgmt(storage, group, name), az.containers, state), name, plan)
+    ensure_resource_group(az, resource, subscription, group, group_now, state, plan)
     account = ensure_account(az, storage, group, name, current, state, plan)
     access = sdk.mgmt_access(storage, group, account) if account is not None else None
     for container in az.containers:
-        ensure_container_mgmt(storage, group, name, container, account is not None, state, plan)
+        ensure_container_mgmt(storage, group, name, container, found[container], state, plan)
     if az.choice.mode == "keyless":
         auth = sdk.mgmt("authorization", subscription)
         for container in az.containers:
@@ -78,22 +97,38 @@ def ensure_management(az: AzureProvider, state: Any, plan: Plan) -> tuple[Accoun
     return access, regenerate
 
 
-def ensure_resource_group(az: AzureProvider, client: Any, subscription: str, group: str, state: Any,
-                          plan: Plan) -> None:
-    """Create the resource group (tagged ``provision:env``) in ``--location`` when missing, else adopt it."""
+def read_group(client: Any, group: str) -> Any:
+    """The resource group (a ResourceGroup model), or None when it does not exist."""
     from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return client.resource_groups.get(group)
+    except ResourceNotFoundError:
+        return None
+
+
+def owner_tags(state: Any) -> dict[str, str]:
+    """The tags of a resource group or account `provision` creates: ``provision:env``, ``provision:grant``,
+    ``provision:state`` (`provision.providers.owner_marks`)."""
+    return {"provision:env": state.env, **OwnerMark.of(state).fields("tag")}
+
+
+def ensure_resource_group(az: AzureProvider, client: Any, subscription: str, group: str, current: Any, state: Any,
+                          plan: Plan) -> None:
+    """Create the resource group (`owner_tags`) in ``--location`` when missing (``current`` None), else adopt it
+    (one carrying this state's own mark is tracked as created)."""
     from azure.mgmt.resource.resources.models import ResourceGroup
 
+    from provision.providers.azure.containers import keep_or_adopt
+
     location = az.options.location or DEFAULT_LOCATION
-    try:
-        current = client.resource_groups.get(group)
-    except ResourceNotFoundError:
+    if current is None:
         create(plan, Resource(kind="resource_group", name=group, created=True, parent=subscription),
                f"in {location}", client.resource_groups.create_or_update, resource_group_name=group,
-               parameters=ResourceGroup(location=location, tags={"provision:env": state.env}))
+               parameters=ResourceGroup(location=location, tags=owner_tags(state)))
         return
-    adopt_or_keep(plan, Resource(kind="resource_group", name=group, created=False, parent=subscription),
-                  f"in {current.location}")
+    keep_or_adopt(plan, Resource(kind="resource_group", name=group, created=False, parent=subscription),
+                  f"in {current.location}", OwnerMark.read(current.tags, "tag"), state)
 
 
 def read_account(client: Any, group: str, name: str) -> Any:
@@ -136,7 +171,7 @@ def ensure_account(az: AzureProvider, client: Any, group: str, name: str, curren
     if current is None:
         settings = {attr: value for attr, value, _ in SECURE_ACCOUNT}
         parameters = StorageAccountCreateParameters(
-            sku=Sku(name="Standard_LRS"), kind="StorageV2", location=location, tags={"provision:env": state.env},
+            sku=Sku(name="Standard_LRS"), kind="StorageV2", location=location, tags=owner_tags(state),
             properties=StorageAccountPropertiesCreateParameters(**settings))
         labels = ", ".join(label for _, _, label in SECURE_ACCOUNT)
         poller = create(plan, Resource(kind="storage_account", name=name, created=True, parent=group),
@@ -144,11 +179,14 @@ def ensure_account(az: AzureProvider, client: Any, group: str, name: str, curren
                         resource_group_name=group, account_name=name,
                         parameters=parameters)
         return poller.result() if poller is not None else None
+    from provision.providers.azure.containers import keep_or_adopt
+
     record = state.find("storage_account", name)
-    ours = record is not None and record.created
+    ours = (record is not None and record.created) or owned(OwnerMark.read(current.tags, "tag"), state)
     insecure = insecure_settings(current)
     detail = f"{plain(current.kind)}, {plain(current.sku.name) if current.sku else '?'}, in {current.location}"
-    adopt_or_keep(plan, Resource(kind="storage_account", name=name, created=False, parent=group), detail)
+    keep_or_adopt(plan, Resource(kind="storage_account", name=name, created=False, parent=group), detail,
+                  OwnerMark.read(current.tags, "tag"), state)
     if insecure and (az.options.harden or ours):
         from azure.mgmt.storage.models import StorageAccountPropertiesUpdateParameters, StorageAccountUpdateParameters
 

@@ -187,9 +187,27 @@ class AzureOptions(BaseModel):
             raise BadInput("no storage account given", "pass --account NAME (3–24 a-z0-9), or "
                            "--connection-string for an existing account, or --env sandbox")
         check_resource_group(self.group)
+        check_location(self.location)
         if self.subscription and not GUID.match(self.subscription):
             raise BadInput(f"invalid --subscription {self.subscription!r}: a subscription id is a GUID",
                            "find it with `az account list --query [].id`")
+
+
+LOCATION = re.compile(r"^[a-z0-9]{2,40}$")
+"""An Azure region's programmatic name (``westeurope``, ``eastus2``): lowercase letters and digits, as
+``az account list-locations --query [].name`` prints them (https://learn.microsoft.com/azure/reliability/
+regions-list)."""
+
+
+def check_location(location: str | None) -> None:
+    """Check ``--location`` before any call (None: the default).
+
+    Raises:
+        BadInput: not a region's programmatic name (`LOCATION`), e.g. ``West Europe``.
+    """
+    if location is not None and not LOCATION.match(location):
+        raise BadInput(f"invalid --location {location!r}: an Azure region name is lowercase letters and digits",
+                       "pass e.g. westeurope (see `az account list-locations --query [].name`)")
 
 
 # ---- connection strings (text only; azure-storage-blob parses them in `sdk`) -------------------------------------

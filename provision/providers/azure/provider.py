@@ -146,7 +146,12 @@ class AzureProvider(BaseProvider):
             access: AccountAccess | None = self.sdk.data_access()
             assert access is not None
             self._past_expiry(plan, access.name)
-            containers.ensure_containers_data_plane(self.sdk, access, self.containers, state, plan)
+            service = self.sdk.blob_service(access, key_credential(access))
+            found = containers.read_containers_data_plane(service, self.containers)
+            containers.check_marks(found, state, self.profile.adopt)
+            self.check_shared(containers.outside(containers.list_containers_data_plane(service), self.containers,
+                                                 state), access.name, plan)
+            containers.ensure_containers_data_plane(service, access, found, state, plan)
             auth = credentials.ensure_credential(self, access, state, plan, regenerate=None)
         else:
             self._past_expiry(plan, self.options.account or "")
@@ -157,6 +162,28 @@ class AzureProvider(BaseProvider):
                 return None
             auth = credentials.ensure_credential(self, access, state, plan, regenerate)
         return None if auth is None else self.grant(access, auth)
+
+    def check_shared(self, others: list[str], account: str, plan: Plan) -> None:
+        """Least privilege of an account SAS: it reaches every container of its account
+        (https://learn.microsoft.com/rest/api/storageservices/create-account-sas), so a SAS grant on an account
+        holding ``others`` (containers outside the grant) needs ``--shared-account``. In the sandbox, whose one
+        Azurite account every trial shares, it is reported instead of refused.
+
+        Raises:
+            BadInput: SAS mode, ``others`` not empty, no ``--shared-account``, not the sandbox (names up to 3).
+        """
+        if self.choice.mode != "sas" or not others:
+            return
+        names = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        what = f"the account SAS also reaches {len(others)} container(s) of {account} outside the grant: {names}"
+        if self.profile.shared_account:
+            plan.note("no change", "sas", account, f"{what} (--shared-account)")
+        elif self.profile.sandbox:
+            plan.note("no change", "sas", account, f"{what} (the sandbox's shared account; elsewhere this needs "
+                      "--shared-account)")
+        else:
+            raise BadInput(what, "pass --shared-account to accept that, or give the grant an account of its own "
+                           "(--account NEW creates one)")
 
     def _past_expiry(self, plan: Plan, name: str) -> None:
         """A SAS with ``--sas-expiry`` in the past cannot be issued: refused before any cloud call (a dry run

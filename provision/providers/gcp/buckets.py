@@ -12,6 +12,7 @@ from provision.errors import CloudRefused
 from provision.ledger import Plan
 from provision.models import Resource
 from provision.providers.gcp.sdk import TIMEOUT, storage_retry
+from provision.providers.owner_marks import OwnerMark, check_adoptable, ours
 
 SECURE = "uniform bucket-level access, public access prevention enforced"
 """How a locked-down bucket is reported."""
@@ -37,9 +38,12 @@ def insecure(bucket: Any) -> list[str]:
     return problems
 
 
-def harden(bucket: Any) -> None:
-    """PATCH uniform bucket-level access on and public access prevention ``enforced``, guarded by the
-    metageneration read (a concurrent change of the bucket's settings makes it fail rather than be overwritten)."""
+def harden(bucket: Any, labels: dict[str, str] | None = None) -> None:
+    """PATCH uniform bucket-level access on and public access prevention ``enforced`` (and ``labels`` added to the
+    bucket's, when given), guarded by the metageneration read (a concurrent change of the bucket's settings makes
+    it fail rather than be overwritten)."""
+    if labels:
+        bucket.labels = {**(bucket.labels or {}), **labels}
     locked_down(bucket).patch(if_metageneration_match=bucket.metageneration, retry=storage_retry(), timeout=TIMEOUT)
 
 
@@ -69,9 +73,12 @@ def ensure_bucket(storage: Any, name: str, project: str, location: str, harden_a
                            "not see it)", "choose another bucket name") from None
     if bucket is None:
         resource = Resource(kind="bucket", name=name, created=True)
+        marks = OwnerMark.of(state).fields("label")
+        new = locked_down(storage.bucket(name))
+        new.labels = marks
         try:
             bucket = plan.create(resource, f"in {location}, {SECURE}", storage.create_bucket, refused=refused,
-                                 bucket_or_name=locked_down(storage.bucket(name)), project=project,
+                                 bucket_or_name=new, project=project,
                                  location=location, retry=storage_retry(), timeout=TIMEOUT)
         except Conflict:
             # The SDK retries a create whose answer was lost: a 409 then usually means our first attempt worked.
@@ -88,23 +95,47 @@ def ensure_bucket(storage: Any, name: str, project: str, location: str, harden_a
         if bucket is None:  # planned, not created
             return
         missing = insecure(bucket)
+        labels = marks if any((bucket.labels or {}).get(k) != v for k, v in marks.items()) else None
+        if labels:
+            missing.append("owner labels missing")
         if missing:  # the service dropped settings from the insert body (the emulator does): set them now
             plan.update("bucket", name, f"the service ignored them on create: {'; '.join(missing)} → set", harden,
-                        bucket=bucket)
+                        bucket=bucket, labels=labels)
         return
     record = state.find("bucket", name)
-    ours = record is not None and record.created
+    mine = ours(OwnerMark.read(bucket.labels, "label"), state)
     where = f" (in {bucket.location}, not {location} as asked)" if (
         bucket.location or "").upper() != location.upper() else ""
-    plan.adopt(Resource(kind="bucket", name=name, created=False), f"exists{where}; adopted (destroy never deletes it)")
+    if mine and record is None:  # an earlier run of this state created it and lost the answer
+        plan.note("no change", "bucket", name, f"exists{where}; created by this environment earlier (its owner "
+                  "mark): tracked as created")
+        plan.record(Resource(kind="bucket", name=name, created=True))
+    else:
+        plan.adopt(Resource(kind="bucket", name=name, created=False),
+                   f"exists{where}; adopted (destroy never deletes it)")
     missing = insecure(bucket)
     if not missing:
         plan.note("no change", "bucket", name, SECURE)
-    elif ours or harden_adopted:
+    elif mine or (record is not None and record.created) or harden_adopted:
         plan.update("bucket", name, f"{'; '.join(missing)} → {SECURE}", harden, bucket=bucket)
     else:
         plan.note("no change", "bucket", name, f"not hardened: {'; '.join(missing)} (pass --harden to fix; "
                   "uniform access turns off object ACLs)")
+
+
+def check_bucket_marks(storage: Any, names: list[str], state: Any, adopt: bool) -> None:
+    """Before any change: refuse a bucket another provision state labelled as its own
+    (`provision.providers.owner_marks.check_adoptable`). A bucket these credentials cannot read is left to
+    `ensure_bucket`, which explains it."""
+    from google.api_core.exceptions import Forbidden
+
+    for name in names:
+        try:
+            bucket = storage.lookup_bucket(name, retry=storage_retry(), timeout=TIMEOUT)
+        except Forbidden:
+            continue
+        if bucket is not None:
+            check_adoptable("bucket", name, OwnerMark.read(bucket.labels, "label"), state, adopt)
 
 
 def holds_objects(storage: Any, name: str) -> bool:

@@ -17,7 +17,9 @@ from provision.errors import CloudRefused
 from provision.files import atomic_write
 from provision.ledger import Plan
 from provision.models import Grant, KeyFile, KeyPair, Resource
+from provision.providers.gcp.intents import live_keys, record_intent, settle
 from provision.providers.gcp.sdk import IAM_TIMEOUT, TIMEOUT, GcsClients, iam_retry, storage_retry
+from provision.providers.owner_marks import OwnerMark, check_adoptable, ours
 from provision.state import state_dir
 
 KEY_KINDS = ("sa_key", "hmac_key")
@@ -67,15 +69,14 @@ def ensure_service_account(clients: GcsClients, email: str, account_id: str, by_
     Raises:
         CloudRefused: an account given by email does not exist.
     """
-    from google.api_core.exceptions import NotFound
-
     iam = clients.iam()
-    try:
-        iam.get_service_account(name=sa_path(clients.project, email, by_email), retry=iam_retry(),
-                                timeout=IAM_TIMEOUT)
-    except NotFound:
-        pass
-    else:
+    current = read_service_account(clients, email, by_email)
+    if current is not None:
+        if ours(OwnerMark.parse(current.description), state) and state.find("service_account", email) is None:
+            plan.note("no change", "service_account", email, "created by this environment earlier (its owner "
+                      "mark): tracked as created")
+            plan.record(Resource(kind="service_account", name=email, created=True))
+            return True
         if not plan.adopt(Resource(kind="service_account", name=email, created=False)):
             plan.note("no change", "service_account", email, "service account")
         return False
@@ -86,9 +87,32 @@ def ensure_service_account(clients: GcsClients, email: str, account_id: str, by_
                 iam.create_service_account, refused=refused, request={
                     "name": f"projects/{clients.project}", "account_id": account_id,
                     "service_account": {"display_name": f"provision {state.env}"[:100],
-                                        "description": f"provision: {description}"[:256]}},
+                                        "description": f"{OwnerMark.of(state).text()}: {description}"[:256]}},
                 timeout=IAM_TIMEOUT)
     return True
+
+
+def read_service_account(clients: GcsClients, email: str, by_email: bool) -> Any:
+    """The service account (an ``iam_admin_v1`` ServiceAccount), or None when it does not exist."""
+    from google.api_core.exceptions import NotFound
+
+    try:
+        return clients.iam().get_service_account(name=sa_path(clients.project, email, by_email), retry=iam_retry(),
+                                                 timeout=IAM_TIMEOUT)
+    except NotFound:
+        return None
+
+
+def check_service_account_mark(clients: GcsClients, email: str, by_email: bool, state: Any, adopt: bool) -> None:
+    """Before any change: refuse a service account whose description carries another provision state's owner
+    mark (service accounts have no labels), unless ``adopt``.
+
+    Raises:
+        BadInput: as `provision.providers.owner_marks.check_adoptable`.
+    """
+    current = read_service_account(clients, email, by_email)
+    if current is not None:
+        check_adoptable("service account", email, OwnerMark.parse(current.description), state, adopt)
 
 
 def ensure_key_file(clients: GcsClients, email: str, by_email: bool, new_sa: bool, state: Any, plan: Plan,
@@ -136,6 +160,8 @@ def ensure_key_file(clients: GcsClients, email: str, by_email: bool, new_sa: boo
         return (Resource(kind="sa_key", name=key_id, created=True, parent=email),
                 grant_of(KeyFile(path=str(key_file_path(state.env, key_id)))))
 
+    before = set() if new_sa else {key for key, _ in live_keys(clients, "sa_key", email, by_email)}
+    record_intent(plan, "sa_key", email)  # a lost answer leaves a key no state tracks: settled below
     try:
         created = plan.issue("sa_key", email, detail, iam.create_service_account_key, keep, request={
             "name": account, "private_key_type": types.ServiceAccountPrivateKeyType.TYPE_GOOGLE_CREDENTIALS_FILE,
@@ -151,6 +177,7 @@ def ensure_key_file(clients: GcsClients, email: str, by_email: bool, new_sa: boo
     auth = KeyFile(path=str(key_file_path(state.env, key_id)))
     # The key's id and the Grant are persisted; the private key exists only in this answer: write it now.
     write_key_file(Path(auth.path), bytes(created.private_key_data))
+    settle(clients, by_email, state, plan, "sa_key", email, before)
     retire(clients, by_email, state, plan, keep=key_id)
     return auth
 
@@ -188,11 +215,14 @@ def ensure_hmac(clients: GcsClients, email: str, by_email: bool, state: Any, pla
         return (Resource(kind="hmac_key", name=meta.access_id, created=True, parent=email),
                 grant_of(KeyPair(access_key=meta.access_id, secret_key=secret)))
 
+    before = {key for key, _ in live_keys(clients, "hmac_key", email, by_email)}
+    record_intent(plan, "hmac_key", email)  # a lost answer leaves a key no state tracks: settled below
     created = plan.issue("hmac_key", email, detail, storage.create_hmac_key, keep, service_account_email=email,
                          project_id=clients.project, timeout=TIMEOUT)
     if created is None:  # planned, not issued
         return None
     meta, secret = created
+    settle(clients, by_email, state, plan, "hmac_key", email, before)
     retire(clients, by_email, state, plan, keep=meta.access_id)
     return KeyPair(access_key=meta.access_id, secret_key=secret)
 

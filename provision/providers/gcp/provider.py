@@ -20,9 +20,10 @@ from provision.profiles import Profile
 from provision.providers.base import BaseProvider, VerifyRow, grant_credential
 from provision.providers.gcp import sdk
 from provision.providers.gcp.bindings import ensure_binding, unbind
-from provision.providers.gcp.buckets import delete_bucket, ensure_bucket, holds_objects
+from provision.providers.gcp.buckets import check_bucket_marks, delete_bucket, ensure_bucket, holds_objects
 from provision.providers.gcp.credentials import (
     KEY_KINDS,
+    check_service_account_mark,
     delete_key,
     ensure_hmac,
     ensure_key_file,
@@ -30,6 +31,7 @@ from provision.providers.gcp.credentials import (
     retire,
     sa_path,
 )
+from provision.providers.gcp.intents import INTENT_KINDS, settle, settle_all
 from provision.providers.gcp.objects import GcsObjects
 from provision.providers.gcp.options import SANDBOX_NOTE, GcsOptions
 from provision.providers.gcp.verify import verify as verify_grant
@@ -136,6 +138,10 @@ class GcsProvider(BaseProvider):
         if plan.rotate and o.keyless:
             plan.note("no change", "credential", "-", "--rotate: a keyless grant has no key to rotate")
         storage = self.clients.storage()
+        # every owner mark is read and checked before the first change: a refusal leaves no trace
+        check_bucket_marks(storage, self.buckets, state, self.profile.adopt)
+        if not self.profile.sandbox:
+            check_service_account_mark(self.clients, self.email, o.by_email, state, self.profile.adopt)
         for bucket in self.buckets:
             ensure_bucket(storage, bucket, self.project, self.location, o.harden, state, plan, self._api_refused())
         if self.profile.sandbox:
@@ -147,6 +153,7 @@ class GcsProvider(BaseProvider):
                                         plan, self._api_refused())
         for bucket in self.buckets:
             ensure_binding(storage, bucket, self.email, self.profile.access, new_sa, state, plan)
+        settle_all(self.clients, o.by_email, state, plan)  # intents a killed run left behind
         auth: Any
         if o.keyless:
             plan.note("no change", "credential", self.email, "keyless: attach this service account to the VM "
@@ -191,6 +198,10 @@ class GcsProvider(BaseProvider):
         from google.api_core.exceptions import NotFound
 
         r = resource
+        kind = next((k for k, intent in INTENT_KINDS.items() if intent == r.kind), None)
+        if kind is not None:
+            settle(self.clients, self.options.by_email, state, plan, kind, r.name)
+            return
         if r.kind in KEY_KINDS:
             delete_key(self.clients, self.options.by_email, state, r, plan, report=True)
             return

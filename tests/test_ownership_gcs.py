@@ -1,0 +1,130 @@
+"""Nothing lost, leaked or orphaned on Cloud Storage: owner marks (bucket labels, the service account's
+description) refuse a second environment's adoption without ``--adopt``; key intents leave no untracked service
+account key or HMAC key whatever answer is lost. Against `tests.gcp_fake.FakeGoogle` in front of the sandbox's GCS
+emulator (the fixtures of tests/test_gcs.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provision.providers.owner_marks import OwnerMark, label_value
+from tests.conftest import Cli, GcsAdmin
+from tests.gcp_fake import FakeGoogle
+from tests.test_gcs import PROJECT, gcs, google, no_google_env, sa_email  # noqa: F401 - fixtures
+
+
+def grant_state(env: str, grant: str) -> dict[str, Any]:
+    return json.loads((Path.cwd() / ".provision" / f"{env}.json").read_text())["grants"][grant]
+
+
+def tracked(env: str, grant: str, kind: str) -> set[str]:
+    path = Path.cwd() / ".provision" / f"{env}.json"
+    if not path.exists():
+        return set()
+    record = json.loads(path.read_text())["grants"].get(grant)
+    return {r["name"] for r in (record or {}).get("resources", []) if r["kind"] == kind}
+
+
+def test_label_values_are_sanitized() -> None:
+    mark = OwnerMark("Prod.EU", "my grant", "0a1b")
+    assert mark.fields("label") == {"provision_env": "prod-eu", "provision_grant": "my-grant",
+                                    "provision_state": "0a1b"}
+    assert label_value("x" * 80) == "x" * 63
+    real = OwnerMark("prod-eu", "media_ro", "0a1b")
+    assert OwnerMark.parse(f"{real.text()}: readonly on a") == real
+
+
+def test_second_env_refuses_to_adopt_without_adopt(cli: Cli, google: FakeGoogle, gcs_admin: GcsAdmin,  # noqa: F811
+                                                  prefix: str) -> None:
+    first = gcs(cli, "--prefix", prefix, "--no-verify", env="one")
+    assert first.exit_code == 0, first.output
+    labels = gcs_admin.storage.get_bucket(f"{prefix}-public").labels
+    state_id = json.loads((Path.cwd() / ".provision" / "one.json").read_text())["state_id"]
+    assert labels == {"provision_env": "one", "provision_grant": prefix, "provision_state": state_id}
+    email = sa_email(f"provision-{prefix}-ro")
+    assert google.service_accounts[email]["description"].startswith(f"provision env=one grant={prefix} ")
+    google.reset()
+    refused = gcs(cli, "--prefix", prefix, "--no-verify", env="two")
+    assert refused.exit_code == 2, refused.output
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'one'" in lines[0] and "--adopt" in refused.stderr, refused.stderr
+    assert google.mutating() == []
+    adopted = gcs(cli, "--prefix", prefix, "--no-verify", "--adopt", env="two")
+    assert adopted.exit_code == 0, adopted.output
+    assert {(r["kind"], r["created"]) for r in grant_state("two", prefix)["resources"]
+            if r["kind"] in ("bucket", "service_account")} == {("bucket", False), ("service_account", False)}
+    keys_one, keys_two = tracked("one", prefix, "sa_key"), tracked("two", prefix, "sa_key")
+    assert cli("destroy", "--env", "two", "--yes").exit_code == 0
+    assert set(google.user_keys(email)) == keys_one and not keys_two & keys_one  # only two's own key went
+    assert gcs_admin.storage.lookup_bucket(f"{prefix}-public") is not None
+    assert cli("verify", "--env", "one").exit_code == 0
+    assert cli("destroy", "--env", "one", "--yes").exit_code == 0
+    assert gcs_admin.storage.lookup_bucket(f"{prefix}-public") is None
+
+
+@pytest.mark.parametrize("mode", ["key_file", "hmac"])
+def test_lost_answers_at_every_mutating_step_leave_no_untracked_key(cli: Cli, google: FakeGoogle,  # noqa: F811
+                                                                   gcs_admin: GcsAdmin, prefix: str,
+                                                                   mode: str) -> None:
+    extra = ["--hmac"] if mode == "hmac" else []
+    kind = "hmac_key" if mode == "hmac" else "sa_key"
+    google.reset()
+    assert gcs(cli, "--prefix", f"{prefix}c", "--full", "--no-verify", *extra).exit_code == 0
+    steps = google.mutating_count()
+    assert cli("destroy", "--env", "gcp", "--yes").exit_code == 0
+    assert steps >= 6
+    tried = untracked_total = 0
+    for k in range(1, steps + 1):
+        p = f"{prefix}{k}"
+        email = sa_email(f"provision-{p}-rw")
+        google.reset()
+        google.lose_answer_at = k
+        first = gcs(cli, "--prefix", p, "--full", "--no-verify", *extra)
+        google.lose_answer_at = None
+        tried += google.lost
+        google.lost = 0
+        assert first.exit_code in (0, 3, 4), (k, first.output)
+        again = gcs(cli, "--prefix", p, "--full", "--no-verify", *extra)
+        assert again.exit_code == 0, (k, again.output)
+        live = (set(google.user_keys(email)) if kind == "sa_key" else
+                {a for a, m in google.hmac_keys.items() if m["serviceAccountEmail"] == email})
+        untracked = live - tracked("gcp", p, kind)
+        untracked_total += len(untracked)
+        assert untracked == set(), (k, untracked)
+        assert len(live) == 1, (k, live)
+        assert not any(r["kind"].endswith("_intent") for r in grant_state("gcp", p)["resources"]), k
+        done = cli("destroy", "--env", "gcp", "--yes")
+        assert done.exit_code == 0, (k, done.output)
+        assert email not in google.service_accounts, k
+        assert not [a for a, m in google.hmac_keys.items() if m["serviceAccountEmail"] == email], k
+        assert not any(b.name.startswith(p + "-") for b in gcs_admin.storage.list_buckets()), k
+    assert tried == steps
+    print(f"gcs {mode}: {tried} lost answers tried, {untracked_total} untracked keys")
+
+
+def test_an_intent_left_by_a_killed_run_is_settled_by_destroy(cli: Cli, google: FakeGoogle,  # noqa: F811
+                                                             prefix: str) -> None:
+    """A run killed between the key's creation and its record: the intent alone is in state; destroy finds the
+    key created after it and deletes it."""
+    from provision.state import StateStore
+
+    assert gcs(cli, "--prefix", prefix, "--no-verify", "--keyless").exit_code == 0
+    email = sa_email(f"provision-{prefix}-ro")
+    store = StateStore("gcp")
+    state = store.load()
+    from datetime import datetime, timezone
+
+    from provision.models import Resource
+
+    state.grants[prefix].record(Resource(kind="sa_key_intent", name=email, created=True, parent=email,
+                                         since=datetime.now(timezone.utc)))
+    store.save(state)
+    google.keys["orphan"] = {"email": email, "public_key": None, "type": "USER_MANAGED",
+                             "created": datetime.now(timezone.utc)}
+    done = cli("destroy", "--env", "gcp", "--yes")
+    assert done.exit_code == 0, done.output
+    assert "orphan" not in google.keys
