@@ -11,7 +11,8 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,17 @@ def refused(cli: Cli, *args: str, naming: tuple[str, ...] = ()) -> str:
         assert word in lines[0], (args, word, lines[0])
     assert result.stdout == "", (args, result.stdout)
     return lines[0]
+
+
+def changed_files(before: dict[str, bytes], after: dict[str, bytes]) -> set[str]:
+    """The files of ``before`` whose bytes changed in ``after`` (two `tree`s), after checking that every file new
+    in ``after`` is a render-env backup holding a changed file's previous bytes, and that nothing was removed."""
+    assert set(before) <= set(after), set(before) - set(after)
+    changed = {k for k in before if before[k] != after[k]}
+    for name in set(after) - set(before):
+        original, _, _ = name.partition(".provision-backup-")
+        assert original in changed and after[name] == before[original], name
+    return changed
 
 
 def tree(directory: Path) -> dict[str, bytes]:
@@ -257,3 +269,266 @@ def test_azure_account_key_is_instance_storage_blob_client_reads_and_writes_both
         assert list(container.list_blobs()) == []
     run(cli, "destroy", "--env", "sandbox", "--yes")
     assert containers(azure_admin, prefix) == []
+
+
+# ---- 2. a read-only-only env leaves .env alone -----------------------------------------------------------------
+def test_readonly_only_env_leaves_dotenv_alone_and_says_why(cli: Cli, admin: Admin, prefix: str,
+                                                            install: Path) -> None:
+    run(cli, "s3", "--prefix", prefix, "--env", "sandbox")
+    before = (install / ".env").read_bytes()
+    rendered = run(cli, "render-env", "--env", "sandbox", "--out", str(install))
+    assert (install / ".env").read_bytes() == before
+    assert sorted(p.name for p in install.iterdir()) == [".env", "docker-compose.override.yml",
+                                                         "docker-compose.yml", "remote_links.yml"]  # no backup
+    said = " ".join(rendered.stderr.split())
+    assert ".env not changed: no grant of this environment can be Supervisely's instance storage" in said
+    assert f"Links connections (remote_links.yml): {prefix}" in said
+    grant = grant_of("sandbox", prefix)
+    assert links(install) == {prefix: {
+        "provider": "minio", "endpoint": f"{grant['endpoint']}:{grant['port']}",
+        "access_key": grant["auth"]["access_key"], "secret_key": grant["auth"]["secret_key"],
+        "region": grant["region"], "buckets": [f"{prefix}-public", f"{prefix}-private"]}}
+    assert storage_env(install) == {"STORAGE_PROVIDER": "http"}  # Compose still reads local storage
+    assert mounts(install)["/remote_links.yml"]["read_only"] is True
+    run(cli, "destroy", "--env", "sandbox", "--yes")
+    assert s3_names(admin, prefix) == {"buckets": [], "users": [], "roles": [], "policies": []}
+
+
+# ---- 3. one env, four grants, three providers ------------------------------------------------------------------
+@pytest.fixture
+def real_project(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], AbstractContextManager[None]]:
+    """The environment ``install``, whose profile takes the sandbox (S3, Azure); the returned context manager makes
+    one command read no profile, so `provision gcs` reaches the real project of the `google` fake (the sandbox's GCS
+    emulator has no IAM, hence no key file). Each grant records its own inputs, so later commands need neither."""
+    envs = workdir / "envs"
+    (envs / "install.yaml").write_text("sandbox: true\n")
+    plain = workdir / "envs-real-project"
+    plain.mkdir()
+
+    @contextmanager
+    def switched() -> Iterator[None]:
+        monkeypatch.setenv("PROVISION_ENVS_DIR", str(plain))
+        try:
+            yield
+        finally:
+            monkeypatch.setenv("PROVISION_ENVS_DIR", str(envs))
+
+    return switched
+
+
+def test_one_env_four_grants_one_dotenv_one_links_file_then_destroy_one_grant_at_a_time(
+        cli: Cli, admin: Admin, azure_admin: AzureAdmin, gcs_admin: GcsAdmin, google: FakeGoogle,
+        real_project: Callable[[], AbstractContextManager[None]],
+        prefix: str, install: Path) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    e = "install"
+    run(cli, "s3", "--prefix", prefix, "--full", "--env", e)
+    run(cli, "s3", f"{prefix}-datasets", "--env", e, "--grant", "datasets")
+    run(cli, "azure", f"{prefix}-scans", "--env", e, "--grant", "scans")
+    with real_project():
+        run(cli, "gcs", f"{prefix}-frames", "--project", PROJECT, "--env", e, "--grant", "frames")
+    assert list(read_state(e)["grants"]) == [prefix, "datasets", "scans", "frames"]
+    admin.s3.put_object(Bucket=f"{prefix}-datasets", Key="set/001.jpg", Body=IMAGE)
+    azure_admin.blob.get_container_client(f"{prefix}-scans").upload_blob("scan/001.jpg", IMAGE)
+    gcs_admin.storage.bucket(f"{prefix}-frames").blob("frame/001.jpg").upload_from_string(IMAGE)
+
+    rendered = run(cli, "render-env", "--env", e, "--out", str(install))
+    said = " ".join(rendered.stderr.split())
+    assert f"instance storage (.env): grant {prefix}" in said
+    assert "Links connections (remote_links.yml): datasets, frames, scans" in said
+    # .env: the S3 full grant, read through Compose
+    full = grant_of(e, prefix)
+    env = storage_env(install)
+    assert (env["STORAGE_PROVIDER"], env["STORAGE_ENDPOINT"], env["STORAGE_PORT"], env["STORAGE_ACCESS_KEY"]) == (
+        "minio", full["endpoint"], str(full["port"]), full["auth"]["access_key"])
+    # remote_links.yml: three connections in Supervisely's format, named after their grants
+    ds, sc, fr = (grant_of(e, n) for n in ("datasets", "scans", "frames"))
+    assert links(install) == {
+        "datasets": {"provider": "minio", "endpoint": f"{ds['endpoint']}:{ds['port']}",
+                     "access_key": ds["auth"]["access_key"], "secret_key": ds["auth"]["secret_key"],
+                     "region": ds["region"], "buckets": [f"{prefix}-datasets"]},
+        "scans": {"provider": "azure", "endpoint": azure_admin.endpoint.account_url(),
+                  "access_key": azure_admin.account.name, "secret_key": sc["auth"]["token"].lstrip("?"),
+                  "buckets": [f"{prefix}-scans"]},
+        "frames": {"provider": "google", "endpoint": fr["endpoint"], "credentials_path": "/gcs-frames.json",
+                   "buckets": [f"{prefix}-frames"]}}
+    assert fr["endpoint"] == google.http_url.removeprefix("http://")  # storage.googleapis.com outside the fake
+    # the mounts, read-only, as Compose reads them
+    volumes = mounts(install)
+    assert set(volumes) == {"/remote_links.yml", "/gcs-frames.json"}
+    assert volumes["/gcs-frames.json"]["source"] == fr["auth"]["path"]
+    assert volumes["/remote_links.yml"]["source"] == str(install / "remote_links.yml")
+    assert all(v["read_only"] is True for v in volumes.values())
+    # each connection works with its own credential, read-only
+    assert consumer_proof.check_links({"datasets": links(install)["datasets"]}, {"datasets"})
+    scans = links(install)["scans"]
+    reader = BlobServiceClient(scans["endpoint"], credential=scans["secret_key"],
+                               connection_verify=azure_admin.endpoint.ca_file, retry_total=0)
+    blob = reader.get_container_client(f"{prefix}-scans").download_blob("scan/001.jpg")
+    assert blob.readall() == IMAGE
+    from google.api_core.exceptions import Forbidden
+    from google.cloud import storage
+    from google.oauth2 import service_account
+
+    key = service_account.Credentials.from_service_account_file(  # the file mounted at credentials_path
+        volumes[links(install)["frames"]["credentials_path"]]["source"],
+        scopes=["https://www.googleapis.com/auth/devstorage.read_write"])
+    frames = storage.Client(project=PROJECT, credentials=key, client_options={"api_endpoint": google.http_url})
+    assert frames.bucket(f"{prefix}-frames").blob("frame/001.jpg").download_as_bytes() == IMAGE
+    with pytest.raises(Forbidden):
+        frames.bucket(f"{prefix}-frames").blob("x.jpg").upload_from_string(b"x")
+
+    # destroy one grant: exactly its connection goes, every other byte stays
+    before = tree(install)
+    run(cli, "destroy", "--env", e, "--grant", "scans", "--yes", "--delete-data")
+    after = tree(install)
+    assert changed_files(before, after) == {"remote_links.yml"}
+    assert after["remote_links.yml"].decode() == without_block(before["remote_links.yml"].decode(), "scans")
+    assert containers(azure_admin, prefix) == []
+    assert list(read_state(e)["grants"]) == [prefix, "datasets", "frames"]
+
+    # a GCS grant: its connection and its key mount go
+    before = tree(install)
+    override = yaml.safe_load(before["docker-compose.override.yml"])
+    run(cli, "destroy", "--env", e, "--grant", "frames", "--yes", "--delete-data")
+    after = tree(install)
+    assert changed_files(before, after) == {"remote_links.yml", "docker-compose.override.yml"}
+    assert after["remote_links.yml"].decode() == without_block(before["remote_links.yml"].decode(), "frames")
+    volumes = override["services"]["http-storage"]["volumes"]
+    override["services"]["http-storage"]["volumes"] = [v for v in volumes if v["target"] != "/gcs-frames.json"]
+    assert len(override["services"]["http-storage"]["volumes"]) == len(volumes) - 1
+    assert yaml.safe_load(after["docker-compose.override.yml"]) == override
+    assert set(mounts(install)) == {"/remote_links.yml"}
+    assert set(links(install)) == {"datasets"}
+    assert not Path(fr["auth"]["path"]).exists()  # the key is deleted, and its file
+    assert [b.name for b in gcs_admin.storage.list_buckets() if prefix in b.name] == []
+    assert google.mutating("iam") and google.service_accounts == {}
+
+    run(cli, "destroy", "--env", e, "--yes", "--delete-data")
+    assert s3_names(admin, prefix) == {"buckets": [], "users": [], "roles": [], "policies": []}
+    assert not (install.parent / ".provision" / f"{e}.json").exists()
+
+
+def test_a_users_own_commented_connection_is_kept(cli: Cli, admin: Admin, prefix: str, install: Path) -> None:
+    mine = ("# Links connections of this install (edited by hand)\n"
+            "my-nas:  # the lab's NAS, read-only\n"
+            "  provider: minio\n"
+            "  endpoint: nas.lab.internal:9000\n"
+            "  access_key: 'lab-reader'\n"
+            "  secret_key: \"s3cr3t # not a comment\"\n"
+            "  buckets: [raw, curated]\n")
+    (install / "remote_links.yml").write_text(mine)
+    run(cli, "s3", f"{prefix}-a", "--env", "sandbox", "--grant", "first")
+    run(cli, "s3", f"{prefix}-b", "--env", "sandbox", "--grant", "second")
+    run(cli, "render-env", "--env", "sandbox", "--out", str(install))
+    text = (install / "remote_links.yml").read_text()
+    assert text.startswith(mine)
+    assert set(links(install)) == {"my-nas", "first", "second"}
+    run(cli, "destroy", "--env", "sandbox", "--grant", "first", "--yes")
+    assert (install / "remote_links.yml").read_text() == without_block(text, "first")
+    assert set(links(install)) == {"my-nas", "second"}
+    run(cli, "destroy", "--env", "sandbox", "--yes")
+    assert s3_names(admin, prefix)["buckets"] == []
+
+
+# ---- 4. refusals: exit 2, one line, nothing written -----------------------------------------------------------
+def test_grants_that_cannot_be_instance_storage_are_refused_naming_what_they_lack(
+        cli: Cli, admin: Admin, azure_admin: AzureAdmin, gcs_admin: GcsAdmin, prefix: str, install: Path,
+        workdir: Path) -> None:
+    run(cli, "s3", "--prefix", prefix, "--env", "sandbox", "--grant", "ro")
+    run(cli, "azure", "--prefix", f"{prefix}z", "--full", "--env", "sandbox", "--grant", "sas")
+    before = tree(workdir)
+    out = ("--env", "sandbox", "--out", str(install))
+    refused(cli, "render-env", *out, "--storage", "ro",
+            naming=("grant 'ro' cannot be Supervisely's instance storage", "write, delete, multipart",
+                    f"provision s3 --prefix PREFIX --full --env sandbox"))
+    refused(cli, "render-env", *out, "--storage", "sas",
+            naming=("grant 'sas' cannot be", "it holds a SAS token; needs an access key", "--account-key"))
+    refused(cli, "render-env", *out, "--storage", "nope", naming=("--storage 'nope'", "it holds: ro, sas"))
+    assert tree(workdir) == before
+    run(cli, "gcs", "--prefix", f"{prefix}g", "--full", "--keyless", "--project", "demo", "--env", "sandbox",
+        "--grant", "gk")
+    before = tree(workdir)
+    for args in (("--storage", "gk"), ()):  # as storage, and as a Links connection
+        refused(cli, "render-env", *out, *args,
+                naming=("grant 'gk' is a keyless GCS grant", "IAM roles for AWS S3 only", "--grant gk"))
+    assert tree(workdir) == before
+    run(cli, "destroy", "--env", "sandbox", "--yes")
+    assert s3_names(admin, prefix)["buckets"] == [] and containers(azure_admin, prefix) == []
+    assert [b.name for b in gcs_admin.storage.list_buckets() if prefix in b.name] == []
+
+
+def test_azure_keyless_grant_is_refused_for_supervisely(cli: Cli, arm: FakeArm, prefix: str, install: Path,
+                                                       workdir: Path) -> None:
+    run(cli, "azure", "--prefix", prefix, "--account", "keylessacct", "--keyless", PRINCIPAL, "--env", "azk",
+        "--grant", "azk")
+    before = tree(workdir)
+    for args in (("--storage", "azk"), ()):
+        refused(cli, "render-env", "--env", "azk", "--out", str(install), *args,
+                naming=("grant 'azk' is a keyless Azure grant", "IAM roles for AWS S3 only", "--account-key"))
+    assert tree(workdir) == before
+    run(cli, "destroy", "--env", "azk", "--yes")
+    assert arm.containers == {}
+
+
+def test_two_grants_that_qualify_need_storage(cli: Cli, admin: Admin, prefix: str, install: Path,
+                                              workdir: Path) -> None:
+    run(cli, "s3", "--prefix", f"{prefix}a", "--full", "--env", "sandbox", "--grant", "one")
+    run(cli, "s3", "--prefix", f"{prefix}b", "--full", "--env", "sandbox", "--grant", "two")
+    before = tree(workdir)
+    refused(cli, "render-env", "--env", "sandbox", "--out", str(install),
+            naming=("grants 'one', 'two' can each be Supervisely's instance storage", "--storage NAME"))
+    assert tree(workdir) == before
+    run(cli, "render-env", "--env", "sandbox", "--out", str(install), "--storage", "two")
+    assert storage_env(install)["STORAGE_ACCESS_KEY"] == grant_of("sandbox", "two")["auth"]["access_key"]
+    assert set(links(install)) == {"one"}
+    run(cli, "destroy", "--env", "sandbox", "--yes")
+    assert s3_names(admin, prefix) == {"buckets": [], "users": [], "roles": [], "policies": []}
+
+
+def test_an_unknown_grant_is_refused_by_every_command(cli: Cli, admin: Admin, prefix: str, install: Path,
+                                                     workdir: Path) -> None:
+    run(cli, "s3", "--prefix", prefix, "--env", "sandbox", "--grant", "known")
+    before = tree(workdir)
+    admin.reset_log()
+    for command in (("render-env", "--out", str(install)), ("verify",), ("status",), ("destroy", "--yes"),
+                    ("links",), ("migrate", "--data-path", str(workdir))):
+        refused(cli, *command, "--env", "sandbox", "--grant", "nope",
+                naming=("holds no grant 'nope' (it holds: known)",))
+    assert tree(workdir) == before
+    assert admin.mutating() == []
+    run(cli, "destroy", "--env", "sandbox", "--yes")
+
+
+def test_migration_guard_names_the_files_and_the_migrate_command(cli: Cli, admin: Admin, prefix: str,
+                                                                install: Path, workdir: Path) -> None:
+    data = workdir / "data"
+    for key in ("img/a.jpg", "img/b.jpg", "ann/a.json"):
+        path = data / "storage" / f"{prefix}-public" / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(IMAGE)
+    (data / "storage" / f"{prefix}-private").mkdir()
+    text = (install / ".env").read_text().replace("DATA_PATH=/supervisely/data", f"DATA_PATH={data}")
+    assert "STORAGE_PROVIDER=http" in text and f"DATA_PATH={data}" in text
+    (install / ".env").write_text(text)
+    other = workdir / "other-install"
+    shutil.copytree(install, other)
+    run(cli, "s3", "--prefix", prefix, "--full", "--env", "sandbox", "--grant", "store")
+    before = tree(workdir)
+    render = ("render-env", "--env", "sandbox", "--out", str(install))
+    refused(cli, *render, naming=(f"3 file(s) ({3 * len(IMAGE):,} bytes) under {data}/storage",
+                                  f"provision migrate --env sandbox --grant store --data-path {data}",
+                                  "--skip-migration-check"))
+    assert tree(workdir) == before
+
+    run(cli, "render-env", "--env", "sandbox", "--out", str(other), "--skip-migration-check")
+    assert storage_env(other)["STORAGE_PROVIDER"] == "minio"
+
+    run(cli, "migrate", "--env", "sandbox", "--grant", "store", "--data-path", str(data))
+    listed = admin.s3.list_objects_v2(Bucket=f"{prefix}-public")
+    assert sorted(o["Key"] for o in listed["Contents"]) == ["ann/a.json", "img/a.jpg", "img/b.jpg"]
+    run(cli, *render)
+    assert storage_env(install)["STORAGE_PROVIDER"] == "minio"
+    run(cli, "destroy", "--env", "sandbox", "--yes", "--delete-data")
+    assert s3_names(admin, prefix) == {"buckets": [], "users": [], "roles": [], "policies": []}
