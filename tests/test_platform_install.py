@@ -442,7 +442,7 @@ def test_grants_that_cannot_be_instance_storage_are_refused_naming_what_they_lac
     out = ("--env", "sandbox", "--out", str(install))
     refused(cli, "render-env", *out, "--storage", "ro",
             naming=("grant 'ro' cannot be Supervisely's instance storage", "write, delete, multipart",
-                    f"provision s3 --prefix PREFIX --full --env sandbox"))
+                    "provision s3 --prefix PREFIX --full --env sandbox"))
     refused(cli, "render-env", *out, "--storage", "sas",
             naming=("grant 'sas' cannot be", "it holds a SAS token; needs an access key", "--account-key"))
     refused(cli, "render-env", *out, "--storage", "nope", naming=("--storage 'nope'", "it holds: ro, sas"))
@@ -531,4 +531,110 @@ def test_migration_guard_names_the_files_and_the_migrate_command(cli: Cli, admin
     run(cli, *render)
     assert storage_env(install)["STORAGE_PROVIDER"] == "minio"
     run(cli, "destroy", "--env", "sandbox", "--yes", "--delete-data")
+    assert s3_names(admin, prefix) == {"buckets": [], "users": [], "roles": [], "policies": []}
+
+
+# ---- 5. every lifecycle command on a multi-grant env -----------------------------------------------------------
+def test_lifecycle_commands_work_per_grant(cli: Cli, admin: Admin, azure_admin: AzureAdmin, prefix: str) -> None:
+    applies = {"store": ("s3", "--prefix", prefix, "--full"),
+               "data": ("s3", f"{prefix}-data"),
+               "scans": ("azure", f"{prefix}-scans")}
+    for name, args in applies.items():
+        assert json.loads(run(cli, *args, "--env", "sandbox", "--grant", name, "--json").stdout)["changed"] is True
+
+    # apply again: nothing to do, not one mutating request
+    admin.reset_log()
+    azure_admin.reset_log()
+    for name, args in applies.items():
+        doc = json.loads(run(cli, *args, "--env", "sandbox", "--grant", name, "--json").stdout)
+        assert doc["changed"] is False, name
+    assert admin.log() and azure_admin.log(), "the re-runs looked at nothing"
+    assert admin.mutating() == [] and azure_admin.mutating() == []
+
+    # verify: one table per grant; --json: rows per grant
+    said = " ".join(run(cli, "verify", "--env", "sandbox").output.split())
+    for title in ("grant store: full s3 credential", "grant data: readonly s3 credential",
+                  "grant scans: readonly azure credential"):
+        assert f"verify — env sandbox, {title}, checked as links connection" in said, title
+    assert said.count("verify — env sandbox, grant ") == 3
+    doc = json.loads(run(cli, "verify", "--env", "sandbox", "--json").stdout)
+    assert doc["ok"] is True and [g["name"] for g in doc["grants"]] == ["store", "data", "scans"]
+    for g in doc["grants"]:
+        assert g["rows"] and all(r["ok"] for r in g["rows"]), g
+    assert doc["rows"] == [r for g in doc["grants"] for r in g["rows"]]
+    assert any(f"{prefix}-data" in r["target"] for r in doc["grants"][1]["rows"])
+    assert not any(f"{prefix}-data" in r["target"] for r in doc["grants"][0]["rows"])
+    one = json.loads(run(cli, "verify", "--env", "sandbox", "--grant", "scans", "--json").stdout)
+    assert [g["name"] for g in one["grants"]] == ["scans"]
+    assert [(r["operation"], r["expected"], r["ok"]) for r in one["rows"]] == [
+        (r["operation"], r["expected"], r["ok"]) for r in doc["grants"][2]["rows"]]
+
+    # status: in sync; a deleted bucket of one grant shows under that grant
+    clean = json.loads(run(cli, "status", "--env", "sandbox", "--json").stdout)
+    assert clean["in_sync"] is True and clean["rows"] == []
+    admin.s3.delete_bucket(Bucket=f"{prefix}-data")
+    admin.reset_log()
+    rows = json.loads(run(cli, "status", "--env", "sandbox", "--json").stdout)["rows"]
+    assert admin.mutating() == []
+    assert ("data", "bucket", f"{prefix}-data", "missing") in {
+        (r["grant"], r["resource"], r["name"], r["problem"].split(":")[0]) for r in rows}
+    assert {r["grant"] for r in rows} == {"data"}, rows
+    assert json.loads(run(cli, "status", "--env", "sandbox", "--grant", "store", "--json").stdout)["in_sync"]
+    run(cli, *applies["data"], "--env", "sandbox", "--grant", "data")
+    assert json.loads(run(cli, "status", "--env", "sandbox", "--json").stdout)["in_sync"] is True
+
+    # --rotate --grant data: only data's key changes
+    before = {n: g["grant"]["auth"] for n, g in read_state()["grants"].items()}
+    run(cli, *applies["data"], "--env", "sandbox", "--grant", "data", "--rotate")
+    after = {n: g["grant"]["auth"] for n, g in read_state()["grants"].items()}
+    assert after["data"]["access_key"] != before["data"]["access_key"]
+    assert after["store"] == before["store"] and after["scans"] == before["scans"]
+    user = next(r["name"] for r in read_state()["grants"]["data"]["resources"] if r["kind"] == "iam_user")
+    live = [k["AccessKeyId"] for k in admin.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]]
+    assert live == [after["data"]["access_key"]]
+
+    # destroy one grant, then all: nothing provision made is left
+    run(cli, "destroy", "--env", "sandbox", "--grant", "data", "--yes")
+    assert list(read_state()["grants"]) == ["store", "scans"]
+    left = s3_names(admin, prefix)
+    assert left["buckets"] == [f"{prefix}-private", f"{prefix}-public"] and user not in left["users"]
+    assert containers(azure_admin, prefix) == [f"{prefix}-scans"]
+    run(cli, "destroy", "--env", "sandbox", "--yes")
+    assert s3_names(admin, prefix) == {"buckets": [], "users": [], "roles": [], "policies": []}
+    assert containers(azure_admin, prefix) == []
+    assert not (Path(os.environ["PROVISION_STATE_DIR"]) / "sandbox.json").exists()
+
+
+# ---- 6. re-running a grant converges it; a name is one provider's ---------------------------------------------
+def test_rerun_with_other_buckets_converges_the_grant_and_a_name_belongs_to_one_provider(
+        cli: Cli, admin: Admin, prefix: str, workdir: Path) -> None:
+    a, b, c = (f"{prefix}-{x}" for x in "abc")
+    run(cli, "s3", a, b, "--env", "sandbox", "--grant", "ds")
+    key = grant_of("sandbox", "ds")["auth"]
+    doc = json.loads(run(cli, "s3", a, c, "--env", "sandbox", "--grant", "ds", "--json").stdout)
+    assert doc["changed"] is True
+    changes = {(ch["action"], ch["kind"]) for ch in doc["changes"]}
+    assert ("create", "bucket") in changes and ("update", "user_policy") in changes, doc["changes"]
+    assert any(ch["action"] == "update" and ch["kind"] == "grant" and ch["name"] == "ds" and b in ch["detail"]
+               and "removed from the grant" in ch["detail"] for ch in doc["changes"]), doc["changes"]
+    grant = grant_of("sandbox", "ds")
+    assert grant["buckets"] == [a, c] and grant["auth"] == key  # same key, new policy
+    state = read_state()["grants"]["ds"]
+    user = next(r["name"] for r in state["resources"] if r["kind"] == "iam_user")
+    policy = json.dumps([admin.iam.get_user_policy(UserName=user, PolicyName=n)["PolicyDocument"]
+                         for n in admin.iam.list_user_policies(UserName=user)["PolicyNames"]])
+    assert f"arn:aws:s3:::{c}" in policy and f"arn:aws:s3:::{b}" not in policy
+    client = admin.client("s3", key["access_key"], key["secret_key"])
+    client.list_objects_v2(Bucket=c)
+    with pytest.raises(client.exceptions.ClientError, match="AccessDenied"):
+        client.list_objects_v2(Bucket=b)
+
+    before = tree(workdir)
+    admin.reset_log()
+    refused(cli, "azure", f"{prefix}-z", "--env", "sandbox", "--grant", "ds",
+            naming=("grant 'ds' of environment 'sandbox' is a s3 grant", "pick another --grant NAME"))
+    refused(cli, "gcs", f"{prefix}-z", "--keyless", "--env", "sandbox", "--grant", "ds",
+            naming=("grant 'ds' of environment 'sandbox' is a s3 grant",))
+    assert tree(workdir) == before
+    run(cli, "destroy", "--env", "sandbox", "--yes")
     assert s3_names(admin, prefix) == {"buckets": [], "users": [], "roles": [], "policies": []}
