@@ -638,3 +638,54 @@ def test_rerun_with_other_buckets_converges_the_grant_and_a_name_belongs_to_one_
     assert tree(workdir) == before
     run(cli, "destroy", "--env", "sandbox", "--yes")
     assert s3_names(admin, prefix) == {"buckets": [], "users": [], "roles": [], "policies": []}
+
+
+# ---- the instance storage is chosen by render-env only ---------------------------------------------------------
+def local_install(install: Path, workdir: Path, bucket: str, files: int) -> Path:
+    """Point the install's ``.env`` (still ``STORAGE_PROVIDER=http``) at a DATA_PATH whose
+    ``storage/<bucket>/`` holds ``files`` files; returns the DATA_PATH."""
+    data = workdir / "data"
+    for i in range(files):
+        path = data / "storage" / bucket / f"img/{i:03d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(IMAGE)
+    text = (install / ".env").read_text()
+    (install / ".env").write_text(text.replace("DATA_PATH=/supervisely/data", f"DATA_PATH={data}"))
+    return data
+
+
+def test_a_new_full_grant_does_not_switch_dotenv_behind_render_envs_back(cli: Cli, admin: Admin, prefix: str,
+                                                                         install: Path, workdir: Path) -> None:
+    """`.env` was left on local storage (no grant could be the instance storage); provisioning a full grant
+    re-renders the install, which must not make it the instance storage: that is render-env's choice, guarded by
+    the migration check (Supervisely would no longer see its local files)."""
+    data = local_install(install, workdir, f"{prefix}-public", files=2)
+    run(cli, "s3", f"{prefix}-data", "--env", "sandbox", "--grant", "data")
+    run(cli, "render-env", "--env", "sandbox", "--out", str(install))
+    env_before = (install / ".env").read_bytes()
+    run(cli, "s3", "--prefix", prefix, "--full", "--env", "sandbox", "--grant", "store")
+    assert (install / ".env").read_bytes() == env_before
+    assert storage_env(install) == {"STORAGE_PROVIDER": "http"}
+    before = tree(workdir)
+    refused(cli, "render-env", "--env", "sandbox", "--out", str(install),
+            naming=("2 file(s)", f"provision migrate --env sandbox --grant store --data-path {data}"))
+    assert tree(workdir) == before
+    run(cli, "destroy", "--env", "sandbox", "--yes")
+    assert s3_names(admin, prefix) == {"buckets": [], "users": [], "roles": [], "policies": []}
+
+
+def test_destroying_the_instance_storage_grant_keeps_the_rest_and_says_dotenv_is_stale(
+        cli: Cli, admin: Admin, prefix: str, install: Path) -> None:
+    run(cli, "s3", "--prefix", prefix, "--full", "--env", "sandbox", "--grant", "store")
+    run(cli, "s3", f"{prefix}-data", "--env", "sandbox", "--grant", "data")
+    run(cli, "render-env", "--env", "sandbox", "--out", str(install))
+    before = tree(install)
+    done = run(cli, "destroy", "--env", "sandbox", "--grant", "store", "--yes")
+    assert f"the files rendered into {install} still point at what was deleted" in " ".join(done.output.split())
+    assert tree(install) == before  # data's connection stays as it was; .env is not rewritten behind the user
+    assert list(read_state()["grants"]) == ["data"]
+    run(cli, "s3", f"{prefix}-data", "--env", "sandbox", "--grant", "data", "--rotate")  # re-renders the install
+    assert links(install)["data"]["access_key"] == grant_of("sandbox", "data")["auth"]["access_key"]
+    assert (install / ".env").read_bytes() == before[".env"]
+    run(cli, "destroy", "--env", "sandbox", "--yes")
+    assert s3_names(admin, prefix) == {"buckets": [], "users": [], "roles": [], "policies": []}
