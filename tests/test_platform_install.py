@@ -379,6 +379,12 @@ def test_one_env_four_grants_one_dotenv_one_links_file_then_destroy_one_grant_at
     with pytest.raises(Forbidden):
         frames.bucket(f"{prefix}-frames").blob("x.jpg").upload_from_string(b"x")
 
+    # rendering again changes nothing
+    before = tree(install)
+    again = run(cli, "render-env", "--env", e, "--out", str(install)).stderr
+    assert "nothing to change" in again and "Next: supervisely up -d" not in again
+    assert tree(install) == before
+
     # destroy one grant: exactly its connection goes, every other byte stays
     before = tree(install)
     run(cli, "destroy", "--env", e, "--grant", "scans", "--yes", "--delete-data")
