@@ -176,6 +176,22 @@ def without_block(text: str, key: str) -> str:
     return "".join(out)
 
 
+def local_install(install: Path, workdir: Path, prefix: str, files: int) -> Path:
+    """Point the install's ``.env`` (still ``STORAGE_PROVIDER=http``) at a DATA_PATH whose
+    ``storage/<prefix>-public/img/`` holds ``files`` files of ``len(IMAGE)`` bytes (``storage/<prefix>-private/``
+    empty); returns the DATA_PATH."""
+    data = workdir / "data"
+    (data / "storage" / f"{prefix}-private").mkdir(parents=True)
+    for i in range(files):
+        path = data / "storage" / f"{prefix}-public" / f"img/{i:03d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(IMAGE)
+    text = (install / ".env").read_text()
+    assert "STORAGE_PROVIDER=http\n" in text and "DATA_PATH=/supervisely/data\n" in text
+    (install / ".env").write_text(text.replace("DATA_PATH=/supervisely/data", f"DATA_PATH={data}"))
+    return data
+
+
 def grant_of(env: str, name: str) -> dict[str, Any]:
     grant = read_state(env)["grants"][name]["grant"]
     assert grant is not None, name
@@ -509,15 +525,7 @@ def test_an_unknown_grant_is_refused_by_every_command(cli: Cli, admin: Admin, pr
 
 def test_migration_guard_names_the_files_and_the_migrate_command(cli: Cli, admin: Admin, prefix: str,
                                                                 install: Path, workdir: Path) -> None:
-    data = workdir / "data"
-    for key in ("img/a.jpg", "img/b.jpg", "ann/a.json"):
-        path = data / "storage" / f"{prefix}-public" / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(IMAGE)
-    (data / "storage" / f"{prefix}-private").mkdir()
-    text = (install / ".env").read_text().replace("DATA_PATH=/supervisely/data", f"DATA_PATH={data}")
-    assert "STORAGE_PROVIDER=http" in text and f"DATA_PATH={data}" in text
-    (install / ".env").write_text(text)
+    data = local_install(install, workdir, prefix, files=3)
     other = workdir / "other-install"
     shutil.copytree(install, other)
     run(cli, "s3", "--prefix", prefix, "--full", "--env", "sandbox", "--grant", "store")
@@ -533,7 +541,7 @@ def test_migration_guard_names_the_files_and_the_migrate_command(cli: Cli, admin
 
     run(cli, "migrate", "--env", "sandbox", "--grant", "store", "--data-path", str(data))
     listed = admin.s3.list_objects_v2(Bucket=f"{prefix}-public")
-    assert sorted(o["Key"] for o in listed["Contents"]) == ["ann/a.json", "img/a.jpg", "img/b.jpg"]
+    assert sorted(o["Key"] for o in listed["Contents"]) == ["img/000.jpg", "img/001.jpg", "img/002.jpg"]
     run(cli, *render)
     assert storage_env(install)["STORAGE_PROVIDER"] == "minio"
     run(cli, "destroy", "--env", "sandbox", "--yes", "--delete-data")
@@ -647,25 +655,12 @@ def test_rerun_with_other_buckets_converges_the_grant_and_a_name_belongs_to_one_
 
 
 # ---- the instance storage is chosen by render-env only ---------------------------------------------------------
-def local_install(install: Path, workdir: Path, bucket: str, files: int) -> Path:
-    """Point the install's ``.env`` (still ``STORAGE_PROVIDER=http``) at a DATA_PATH whose
-    ``storage/<bucket>/`` holds ``files`` files; returns the DATA_PATH."""
-    data = workdir / "data"
-    for i in range(files):
-        path = data / "storage" / bucket / f"img/{i:03d}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(IMAGE)
-    text = (install / ".env").read_text()
-    (install / ".env").write_text(text.replace("DATA_PATH=/supervisely/data", f"DATA_PATH={data}"))
-    return data
-
-
 def test_a_new_full_grant_does_not_switch_dotenv_behind_render_envs_back(cli: Cli, admin: Admin, prefix: str,
                                                                          install: Path, workdir: Path) -> None:
     """`.env` was left on local storage (no grant could be the instance storage); provisioning a full grant
     re-renders the install, which must not make it the instance storage: that is render-env's choice, guarded by
     the migration check (Supervisely would no longer see its local files)."""
-    data = local_install(install, workdir, f"{prefix}-public", files=2)
+    data = local_install(install, workdir, prefix, files=2)
     run(cli, "s3", f"{prefix}-data", "--env", "sandbox", "--grant", "data")
     run(cli, "render-env", "--env", "sandbox", "--out", str(install))
     env_before = (install / ".env").read_bytes()
