@@ -345,8 +345,9 @@ def render(store: StateStore, target: str, out: Path, options: RenderOptions | N
     rotation or a destroyed grant); for onepanel, also make sure the bucket folders its file syncer uses exist
     (`provision.onepanel.ensure_folders`).
 
-    Supervisely: the instance storage (`provision.roles.choose_storage`) goes into ``.env``, every other grant
-    into ``remote_links.yml``; with no qualifying grant ``.env`` is not touched. Switching ``.env`` away from local
+    Supervisely: the instance storage (`provision.roles.choose_storage`, chosen here and recorded: a re-render
+    after a rotation or a destroy never picks another) goes into ``.env``, every other grant into
+    ``remote_links.yml``; with no qualifying grant ``.env`` is not touched. Switching ``.env`` away from local
     storage is refused while its ``DATA_PATH`` holds files no ``provision migrate`` copied
     (`provision.migrate.unmigrated`), unless ``skip_migration_check``.
 
@@ -381,8 +382,14 @@ def render(store: StateStore, target: str, out: Path, options: RenderOptions | N
         require(store, state, need="grant")
         chosen = state.select(options.grant)
         previous = next((r.options for r in state.renders if r.target == target and r.out == str(out)), {})
+        storage = options.storage
+        if target == "supervisely":  # chosen here only: a repeated render keeps the recorded choice
+            from provision.roles import choose_storage
+
+            storage = choose_storage({g.name: g.grant for g in chosen if g.grant is not None}, options.storage,
+                                     store.env)
         given: dict[str, Any] = {k: v for k, v in {
-            "grant": options.grant, "storage": options.storage, "bucket": options.bucket,
+            "grant": options.grant, "storage": storage, "bucket": options.bucket,
             "display_name": options.display_name, "manifests": options.manifests, "proxy_env": proxy_env,
             "namespace": layout.namespace if layout else None, "sync_dir": options.sync_dir,
             "model_dir": options.model_dir}.items() if v}
@@ -593,7 +600,9 @@ class DestroyResult:
         env, dry_run: as given.
         changes: the deletions, newest resource first.
         kept: adopted resources left in place ("kind name").
-        rendered: directories of rendered files that still point at what was deleted (empty in a dry run).
+        rendered: directories of rendered files that still point at what was deleted: every recorded render when
+            no grant is left, else the Supervisely installs whose instance storage (``.env``) was destroyed (their
+            ``.env`` is left as it is; empty in a dry run).
         grants: the grants destroyed.
         rerendered: files re-rendered without the destroyed grants (their Links connections and mounts removed).
     """
@@ -666,6 +675,8 @@ def destroy(store: StateStore, *, grant: str | None = None, yes: bool = False, d
                     del state.grants[record.name]
                 store.save(state)
         rendered = [r.out for r in state.renders]
+        if state.grants:  # the install's .env still holds the destroyed instance storage's credential
+            rendered = [r.out for r in state.renders if r.target == "supervisely" and r.options.get("storage") in done]
         if not dry_run:
             if state.grants:
                 rerendered = rerender(state)
@@ -676,7 +687,7 @@ def destroy(store: StateStore, *, grant: str | None = None, yes: bool = False, d
                 store.path.unlink(missing_ok=True)
                 cache_path(store.env).unlink(missing_ok=True)  # migrate's checksums for buckets that are gone
     return DestroyResult(env=store.env, dry_run=dry_run, changes=changes, kept=kept,
-                         rendered=rendered if not dry_run and not state.grants else [], grants=done,
+                         rendered=rendered if not dry_run else [], grants=done,
                          rerendered=rerendered)
 
 

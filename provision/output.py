@@ -200,7 +200,8 @@ def render_report(result: Any, json_out: bool, show_secrets: bool) -> None:
             say(f"instance storage (.env): grant {result.storage}")
         if result.connections:
             say("Links connections (remote_links.yml): " + ", ".join(result.connections))
-        say("Next: supervisely up -d" if result.files else "nothing to change")
+        changed = any(f.action != "no change" for f in result.files)
+        say("Next: supervisely up -d" if changed else "nothing to change: every file is as rendered already")
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

@@ -373,18 +373,22 @@ def yaml_safe(text: str) -> dict[str, Any]:
 
 def render(state: Any, out: Path, options: dict[str, Any]) -> list[RenderedFile]:
     """`render_supervisely` for the environment ``state`` (`provision.state.State`) with the render ``options``:
-    ``grant`` (narrow to one grant), ``storage`` (the instance storage, else the only qualifying grant),
-    ``proxy_env``, and the previous run's ``connections`` / ``mounts``. The options it decided (``storage``,
-    ``connections``, ``mounts``) are stored back into ``options`` so the run can be recorded and repeated.
+    ``grant`` (narrow to one grant), ``storage`` (the instance storage as ``render-env`` chose it,
+    `provision.roles.choose_storage`; None or a grant no longer holding a credential: ``.env`` is not touched, so a
+    repeated render never switches the instance storage by itself), ``proxy_env``, and the previous run's
+    ``connections`` / ``mounts``. The options it decided (``storage``, ``connections``, ``mounts``) are stored back
+    into ``options`` so the run can be recorded and repeated.
 
     Raises:
-        BadInput: see `render_supervisely` and `provision.roles.choose_storage`; an unknown ``grant``.
+        BadInput: see `render_supervisely` and `provision.roles.choose_storage` (the ``storage`` grant no longer
+            qualifies); an unknown ``grant``.
     """
     from provision.roles import choose_storage
 
     selected = state.select(options.get("grant"))
     grants = {g.name: g.grant for g in selected if g.grant is not None}
-    storage = choose_storage(grants, options.get("storage"), state.env)
+    storage = options.get("storage")
+    storage = choose_storage(grants, storage, state.env) if storage in grants else None
     others = tuple(n for n in state.grants if n not in grants)
     files, plan = render_supervisely(grants, out, storage=storage, env=state.env, proxy_env=options.get("proxy_env"),
                                      previous=options, others=others)
