@@ -6,6 +6,8 @@ import functools
 import json
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from provision.models import Change, Grant
@@ -20,9 +22,15 @@ def console() -> Any:
         from rich.console import Console
 
         _console = Console(stderr=True, highlight=False)
-        if not _console.is_terminal:
-            _console.width = 120
+        if not _console.is_terminal:  # a log or a pipe: never break a command or a path across lines
+            _console.soft_wrap = True
+            _console.width = NO_TERMINAL_WIDTH
     return _console
+
+
+NO_TERMINAL_WIDTH = 10_000
+"""Columns of the console when stderr is not a terminal: tables take their natural width and no line is wrapped
+(a command or a path copied from a log must work)."""
 
 
 def say(text: str) -> None:
@@ -38,9 +46,66 @@ def error(text: str) -> None:
 
 
 def emit_json(document: Any) -> None:
-    """Print ``document`` as the one JSON document on stdout."""
+    """Print ``document`` as the one JSON document on stdout (held until the command ends when it runs inside
+    `one_json_document`)."""
+    if _held is not None:
+        _held.documents.append(document)
+        return
+    _write_json(document)
+
+
+def _write_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+class JsonDocument:
+    """The JSON output of one command run under ``--json`` (see `one_json_document`).
+
+    Attributes:
+        active: ``--json`` was given. documents: what the command emitted. failure: the error fields, if it failed.
+    """
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
+        self.documents: list[Any] = []
+        self.failure: dict[str, Any] | None = None
+
+    def fail(self, message: str, hint: str | None, exit_code: int) -> None:
+        """Record the command's error: ``{"error": message, "hint": hint, "exit_code": exit_code}``."""
+        self.failure = {"error": message, "hint": hint, "exit_code": exit_code}
+
+    def flush(self) -> None:
+        """Write the one document: the command's last one, with the failure's fields merged in when it failed
+        (the failure alone when it emitted none or a non-object)."""
+        last = self.documents[-1] if self.documents else None
+        if self.failure is not None:
+            last = dict(last, **self.failure) if isinstance(last, dict) else self.failure
+        if last is not None:
+            _write_json(last)
+
+
+_held: JsonDocument | None = None
+
+
+@contextmanager
+def one_json_document(active: bool) -> Iterator[JsonDocument]:
+    """Hold what `emit_json` is given while the block runs and write exactly one JSON document on stdout when it
+    ends (however it ends), so an error after a report still leaves one document. Inactive (``active`` False):
+    nothing is held or written.
+
+    Yields:
+        The `JsonDocument`; call ``fail`` on it for an error.
+    """
+    global _held
+    document = JsonDocument(active)
+    previous, _held = _held, (document if active else None)
+    try:
+        yield document
+    finally:
+        _held = previous
+        if active:
+            document.flush()
 
 
 # ---- secret masking -------------------------------------------------------------------------------------------
