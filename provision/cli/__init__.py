@@ -17,6 +17,20 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from typer.core import TyperArgument, TyperGroup
+
+
+class Group(TyperGroup):
+    """A command group whose commands' arguments show their metavar in ``--help`` (``BUCKET``), not Typer's type
+    label beside it (``BUCKET <list[str]>``); options with a ``metavar`` already show only it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            for param in command.params:
+                if isinstance(param, TyperArgument) and param.metavar:
+                    param.display_type = lambda ctx: ""  # type: ignore[method-assign]
+
 
 GROUP_SETTINGS: dict[str, Any] = {"default_map": {"help": False}, "help_option_names": ["-h", "--help"]}
 """Context settings of every command group: ``-h`` is ``--help`` (click passes ``help_option_names`` down to every
@@ -51,6 +65,7 @@ ROOT_EPILOG = (examples("provision sandbox up", "provision s3 --env sandbox --pr
 """The root ``--help`` epilog: examples, every exit code, the ``--json`` contract."""
 
 app = typer.Typer(
+    cls=Group,
     help="Provision cloud object storage for self-hosted Supervisely, CVAT and Onepanel, least-privilege, in one "
     "command. Start with `provision sandbox up` and `--env sandbox` to try it with no cloud account.",
     epilog=ROOT_EPILOG,
@@ -89,7 +104,7 @@ def _root(show_version: bool = typer.Option(False, "--version", callback=_print_
     pass
 
 
-ENV = typer.Option("default", "--env", help="Environment (one platform install): state in <state dir>/<env>.json "
+ENV = typer.Option("default", "--env", metavar="ENV", help="Environment (one platform install): state in <state dir>/<env>.json "
                    "(PROVISION_STATE_DIR, else the nearest .provision/ up from here, else the per-user state "
                    "directory), defaults in envs/<env>.yaml.")
 GRANT = typer.Option(None, "--grant", metavar="NAME", help="Only this grant of the environment.")
@@ -103,7 +118,7 @@ NO_VERIFY = typer.Option(False, "--no-verify", help="Skip probing a new or chang
 def sub_app(help_text: str, epilog: str | None = None) -> typer.Typer:
     """A command group (``provision sandbox ...``) with the same plain (no rich) help as `app` and ``epilog`` (its
     `examples`)."""
-    return typer.Typer(help=help_text, epilog=epilog, no_args_is_help=True, rich_markup_mode=None,
+    return typer.Typer(cls=Group, help=help_text, epilog=epilog, no_args_is_help=True, rich_markup_mode=None,
                        context_settings=GROUP_SETTINGS)
 
 
