@@ -156,6 +156,22 @@ def extra_requirements(extra: str) -> list[str]:
     return found
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and ``noun`` in agreement: ``1 object version``, ``2 object versions`` (``plural`` for an irregular
+    plural; default ``noun + "s"``)."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
+INITIALISMS_SAID_WITH_A_VOWEL = ("s3", "hmac", "iam", "rbac", "sdk", "mfa")
+"""Words spelled out letter by letter whose first letter is said with a vowel ("ess", "aitch", "eye")."""
+
+
+def a_or_an(word: str) -> str:
+    """``word`` with its indefinite article as the word is said: ``an azure``, ``an s3``, ``a gcs``."""
+    said_vowel = word[:1].lower() in "aeio" or word.lower() in INITIALISMS_SAID_WITH_A_VOWEL
+    return f"{'an' if said_vowel else 'a'} {word}"
+
+
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message (its class name when empty), at most ``limit`` characters."""
     lines = str(getattr(exc, "message", None) or exc).strip().splitlines()

@@ -104,9 +104,9 @@ def _root(show_version: bool = typer.Option(False, "--version", callback=_print_
     pass
 
 
-ENV = typer.Option("default", "--env", metavar="ENV", help="Environment (one platform install): state in <state dir>/<env>.json "
-                   "(PROVISION_STATE_DIR, else the nearest .provision/ up from here, else the per-user state "
-                   "directory), defaults in envs/<env>.yaml.")
+ENV = typer.Option("default", "--env", metavar="ENV", help="Environment (one platform install): state in <state "
+                   "dir>/<env>.json (PROVISION_STATE_DIR, else the nearest .provision/ up from here, else the "
+                   "per-user state directory), defaults in envs/<env>.yaml.")
 GRANT = typer.Option(None, "--grant", metavar="NAME", help="Only this grant of the environment.")
 DRY_RUN = typer.Option(False, "--dry-run", help="Print the plan; make no change at all.")
 JSON = typer.Option(False, "--json", help="Print one JSON document on stdout (human text goes to stderr).")
@@ -177,5 +177,5 @@ from provision.cli import sandbox as sandbox_commands  # noqa: E402
 from provision.cli import data as data_commands  # noqa: E402
 # isort: on
 
-__all__ = ["app", "main", "errors", "sub_app", "examples", "version", "provision_commands", "env_commands", "sandbox_commands",
-           "data_commands"]
+__all__ = ["app", "main", "errors", "sub_app", "examples", "version", "provision_commands", "env_commands",
+           "sandbox_commands", "data_commands"]

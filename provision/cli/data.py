@@ -58,6 +58,8 @@ def links_command(
     out: Path | None = typer.Option(None, "--out", metavar="FILE", help="Write to FILE instead of stdout."),
     env: str = ENV,
     grant: str | None = GRANT,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout: the counts, and the "
+                                  "links themselves unless --out writes them to a file."),
 ) -> None:
     """A Supervisely links file: one s3://, azure:// or google://bucket/key per line for the grant's objects, in key
     order, streamed."""
@@ -70,12 +72,22 @@ def links_command(
     options = {"buckets": bucket, "prefix": key_prefix, "extensions": extensions}
     if out is not None:
         report = write_links_file(state, out.absolute(), **options)
+    elif json_out:
+        import io
+
+        buffer = io.StringIO()
+        report = write_links(state, buffer, **options)
+        output.links_report(report, out, buffer.getvalue().splitlines())
+        return
     else:
         try:
             report = write_links(state, sys.stdout, **options)  # type: ignore[arg-type]
             sys.stdout.flush()
         except BrokenPipeError:  # `provision links | head`: the reader has gone; that is not an error
             raise typer.Exit(0) from None
+    if json_out:
+        output.links_report(report, out, None)
+        return
     output.links_summary(report, out, env, any(r.target == "supervisely" for r in env_state.renders))
 
 
@@ -85,7 +97,8 @@ def links_command(
     "provision manifest --grant raw --out /tmp/manifest.jsonl --json"))
 @errors
 def manifest_command(
-    bucket: str | None = typer.Option(None, "--bucket", metavar="BUCKET", help="The grant's bucket (default: the first)."),
+    bucket: str | None = typer.Option(None, "--bucket", metavar="BUCKET",
+                                      help="The grant's bucket (default: the first)."),
     key_prefix: str = typer.Option("", "--prefix", metavar="KEYPREFIX",
                                    help="The images' folder: names are relative to it, and --upload puts "
                                    "manifest.jsonl there (default: the bucket root)."),
@@ -95,7 +108,8 @@ def manifest_command(
                                   "reads every image completely."),
     out: Path = typer.Option(Path("manifest.jsonl"), "--out", metavar="FILE",
                              help="Where to write it (default: ./manifest.jsonl)."),
-    concurrency: int = typer.Option(8, "--concurrency", min=1, max=64, metavar="N", help="Images read in parallel (1-64)."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, max=64, metavar="N",
+                                    help="Images read in parallel (1-64)."),
     env: str = ENV,
     grant: str | None = GRANT,
     json_out: bool = JSON,
@@ -128,8 +142,10 @@ def cvat_attach_command(
     username: str | None = typer.Option(None, "--username", metavar="USER", help="A CVAT user, with --password."),
     password: str | None = typer.Option(None, "--password", metavar="PASSWORD", envvar="CVAT_PASSWORD",
                                         help="The CVAT user's password (or $CVAT_PASSWORD)."),
-    bucket: str | None = typer.Option(None, "--bucket", metavar="BUCKET", help="The grant's bucket to attach (default: the first)."),
-    display_name: str | None = typer.Option(None, "--display-name", metavar="NAME", help="CVAT display name (default: bucket)."),
+    bucket: str | None = typer.Option(None, "--bucket", metavar="BUCKET",
+                                      help="The grant's bucket to attach (default: the first)."),
+    display_name: str | None = typer.Option(None, "--display-name", metavar="NAME",
+                                            help="CVAT display name (default: bucket)."),
     manifest: list[str] | None = typer.Option(None, "--manifest", metavar="KEY",
                                               help="A manifest key in the bucket (repeatable), e.g. from "
                                               "`provision manifest --upload`."),

@@ -19,8 +19,10 @@ from provision.cli import DRY_RUN, ENV, GRANT, JSON, SHOW, app, errors, examples
     "provision render-env --out /opt/supervisely --cache previews-size=2g --dry-run"))
 @errors
 def render_env_command(
-    target: str = typer.Option("supervisely", "--target", metavar="supervisely|cvat|onepanel", help="supervisely, cvat or onepanel."),
-    out: Path = typer.Option(Path("."), "--out", metavar="DIR", help="Directory to write into (Supervisely: `supervisely where`)."),
+    target: str = typer.Option("supervisely", "--target", metavar="supervisely|cvat|onepanel",
+                               help="supervisely, cvat or onepanel."),
+    out: Path = typer.Option(Path("."), "--out", metavar="DIR",
+                             help="Directory to write into (Supervisely: `supervisely where`)."),
     grant: str | None = GRANT,
     storage: str | None = typer.Option(None, "--storage", metavar="GRANT", help="supervisely: the grant that "
                                        "becomes the instance storage (.env STORAGE_*; needs read, write, delete and "
@@ -28,16 +30,21 @@ def render_env_command(
     skip_migration_check: bool = typer.Option(False, "--skip-migration-check", help="supervisely: switch .env "
                                               "away from local storage even though DATA_PATH holds files "
                                               "`provision migrate` did not copy."),
-    bucket: str | None = typer.Option(None, "--bucket", metavar="BUCKET", help="cvat, onepanel: the grant's bucket to use "
-                                      "(default: the first)."),
-    display_name: str | None = typer.Option(None, "--display-name", metavar="NAME", help="cvat: display name (default: bucket)."),
+    bucket: str | None = typer.Option(None, "--bucket", metavar="BUCKET",
+                                      help="cvat, onepanel: the grant's bucket to use "
+                                           "(default: the first)."),
+    display_name: str | None = typer.Option(None, "--display-name", metavar="NAME",
+                                            help="cvat: display name (default: bucket)."),
     manifest: list[str] | None = typer.Option(None, "--manifest", metavar="KEY",
                                               help="cvat: a manifest key in the bucket (repeatable)."),
-    namespace: str | None = typer.Option(None, "--namespace", metavar="NAMESPACE", help="onepanel: the Onepanel namespace (required)."),
-    sync_dir: str | None = typer.Option(None, "--sync-dir", metavar="DIR", help="onepanel: file syncer directory, relative to "
-                                        "the namespace, or /PATH from the bucket root (default: workflow-data)."),
-    model_dir: str | None = typer.Option(None, "--model-dir", metavar="DIR", help="onepanel: trained-model folder inside the "
-                                         "sync directory (default: output)."),
+    namespace: str | None = typer.Option(None, "--namespace", metavar="NAMESPACE",
+                                         help="onepanel: the Onepanel namespace (required)."),
+    sync_dir: str | None = typer.Option(None, "--sync-dir", metavar="DIR",
+                                        help="onepanel: file syncer directory, relative to "
+                                             "the namespace, or /PATH from the bucket root (default: workflow-data)."),
+    model_dir: str | None = typer.Option(None, "--model-dir", metavar="DIR",
+                                         help="onepanel: trained-model folder inside the "
+                                              "sync directory (default: output)."),
     cache: list[str] | None = typer.Option(None, "--cache", metavar="NAME=VALUE", help="supervisely: a front-end "
                                            "proxy cache setting (repeatable), e.g. --cache previews-size=2g --cache "
                                            "storage-expires=14d; names: previews-size, previews-expires, "
@@ -83,11 +90,18 @@ def verify_command(env: str = ENV, grant: str | None = GRANT, json_out: bool = J
     "provision status --env prod --grant sv --json"))
 @errors
 def status_command(env: str = ENV, grant: str | None = GRANT, json_out: bool = JSON) -> None:
-    """Live resources vs the state file: missing, drifted, deleted or expiring, each with the command to fix it."""
+    """Live resources vs the state file: missing, drifted, deleted or expiring, each with the command to fix it
+    (exit 6 when anything drifted)."""
     from provision import actions, output
     from provision.state import StateStore
 
-    output.status_report(actions.status(StateStore(env), grant), json_out)
+    result = actions.status(StateStore(env), grant)
+    output.status_report(result, json_out)
+    if not result.in_sync:
+        from provision.errors import DriftFound, counted
+
+        raise DriftFound(f"{counted(len(result.rows), 'resource')} drifted from the state file",
+                         "run the fix shown for each (`provision status` lists them)")
 
 
 @app.command("destroy", epilog=examples(
@@ -104,11 +118,19 @@ def destroy_command(
     json_out: bool = JSON,
 ) -> None:
     """Delete, newest first, what provision created (keys, policies, users, roles, empty buckets); never what it
-    adopted."""
+    adopted. Asks first on a terminal; answering no exits 1 with "aborted, nothing deleted"."""
     from provision import actions, output
     from provision.state import StateStore
 
-    confirm = (lambda question: typer.confirm(question, abort=True)) if sys.stdin.isatty() else None
+    confirm = _confirm if sys.stdin.isatty() else None
     result = actions.destroy(StateStore(env), grant=grant, yes=yes, delete_data=delete_data, dry_run=dry_run,
                              confirm=confirm)
     output.destroy_report(result, json_out)
+
+
+def _confirm(question: str) -> None:
+    """Ask ``question`` (y/N); raise `provision.errors.Aborted` (exit 1, "aborted, nothing deleted") on no."""
+    if not typer.confirm(question, err=True):  # stdout stays for --json
+        from provision.errors import Aborted
+
+        raise Aborted("aborted, nothing deleted")

@@ -28,10 +28,14 @@ def s3_command(
     prefix: str | None = PREFIX,
     readonly: bool = typer.Option(False, "--readonly", help="List and read only (the default)."),
     full: bool = typer.Option(False, "--full", help="Read, write, delete and multipart on these buckets only."),
-    iam_role: str | None = typer.Option(None, "--iam-role", metavar="ROLE", help="A role + instance profile instead of a key."),
-    user: str | None = typer.Option(None, "--user", metavar="NAME", help="IAM user name (default provision-<prefix>-<access>)."),
-    region: str | None = typer.Option(None, "--region", metavar="REGION", help="Bucket region (default: the SDK's, or us-east-1)."),
-    endpoint_url: str | None = typer.Option(None, "--endpoint-url", metavar="URL", help="S3-compatible endpoint (MinIO...)."),
+    iam_role: str | None = typer.Option(None, "--iam-role", metavar="ROLE",
+                                        help="A role + instance profile instead of a key."),
+    user: str | None = typer.Option(None, "--user", metavar="NAME",
+                                    help="IAM user name (default provision-<prefix>-<access>)."),
+    region: str | None = typer.Option(None, "--region", metavar="REGION",
+                                      help="Bucket region (default: the SDK's, or us-east-1)."),
+    endpoint_url: str | None = typer.Option(None, "--endpoint-url", metavar="URL",
+                                            help="S3-compatible endpoint (MinIO...)."),
     rotate: bool = ROTATE,
     no_verify: bool = NO_VERIFY,
     env: str = ENV,
@@ -59,17 +63,20 @@ def azure_command(
     account: str | None = typer.Option(None, "--account", metavar="NAME", help="Storage account name (3–24 a-z0-9)."),
     resource_group: str | None = typer.Option(None, "--resource-group", metavar="GROUP", help="Resource group (default "
                                               "provision-<account>)."),
-    location: str | None = typer.Option(None, "--location", metavar="LOCATION", help="Azure location (default westeurope)."),
+    location: str | None = typer.Option(None, "--location", metavar="LOCATION",
+                                        help="Azure location (default westeurope)."),
     subscription: str | None = typer.Option(None, "--subscription", metavar="ID", help="Subscription id (default "
                                             "AZURE_SUBSCRIPTION_ID, else the only one)."),
-    connection_string: str | None = typer.Option(None, "--connection-string", metavar="STRING", help="Data-plane-only mode for an "
-                                                 "existing account (or AZURE_STORAGE_CONNECTION_STRING)."),
+    connection_string: str | None = typer.Option(None, "--connection-string", metavar="STRING",
+                                                 help="Data-plane-only mode for an "
+                                                      "existing account (or AZURE_STORAGE_CONNECTION_STRING)."),
     readonly: bool = typer.Option(False, "--readonly", help="Read + list only (SAS sp=rl; the default)."),
     full: bool = typer.Option(False, "--full", help="Read, add, create, write, delete, list (SAS sp=racwdl)."),
     sas_expiry: str | None = typer.Option(None, "--sas-expiry", metavar="DURATION", help="SAS lifetime: 30d, 12h or "
                                           "2027-01-31T00:00:00Z (default 30d)."),
-    renew_before: str | None = typer.Option(None, "--renew-before", metavar="DURATION", help="Renew the stored SAS when less than "
-                                            "this remains (default 7d, at most half its lifetime)."),
+    renew_before: str | None = typer.Option(None, "--renew-before", metavar="DURATION",
+                                            help="Renew the stored SAS when less than "
+                                                 "this remains (default 7d, at most half its lifetime)."),
     account_key: bool = typer.Option(False, "--account-key", help="Hand out the account name + key1 (full "
                                      "access; what Supervisely's Azure backend takes) instead of a SAS."),
     keyless: str | None = typer.Option(None, "--keyless", metavar="PRINCIPAL_ID", help="No secret: a role "
@@ -106,8 +113,9 @@ def gcs_command(
     location: str | None = typer.Option(None, "--location", metavar="LOCATION", help="Bucket location (default US)."),
     readonly: bool = typer.Option(False, "--readonly", help="objectViewer + legacyBucketReader (the default)."),
     full: bool = typer.Option(False, "--full", help="objectAdmin + legacyBucketReader on these buckets only."),
-    service_account: str | None = typer.Option(None, "--service-account", metavar="ID|EMAIL", help="Service-account id (default "
-                                               "provision-<prefix>-<ro|rw>)."),
+    service_account: str | None = typer.Option(None, "--service-account", metavar="ID|EMAIL",
+                                               help="Service-account id (default "
+                                                    "provision-<prefix>-<ro|rw>)."),
     hmac: bool = typer.Option(False, "--hmac", help="An HMAC key for the S3-interoperable endpoint instead of a "
                               "JSON key file."),
     keyless: bool = typer.Option(False, "--keyless", help="No secret: the VM's attached service account."),
