@@ -163,7 +163,7 @@ def main() -> None:
                                          "exit_code": exc.exit_code}, indent=2) + "\n")
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
