@@ -103,6 +103,19 @@ class MissingExtra(BadInput):
                          f"install it with: {install_command(extra)}")
 
 
+EXTRA_OF_MODULE = {"azure": "azure", "google": "gcs", "cvat_sdk": "cvat", "moto": "sandbox",
+                   "gcp_storage_emulator": "sandbox"}
+"""Top-level import name of an optional SDK -> the extra of `DISTRIBUTION` that installs it."""
+
+
+def missing_extra(exc: ImportError) -> MissingExtra | None:
+    """The `MissingExtra` for an import of an optional SDK that failed wherever it happened (the providers import
+    their SDK lazily, on first use), or None when ``exc`` is about any other module."""
+    name = exc.name or ""
+    extra = EXTRA_OF_MODULE.get(name.split(".")[0])
+    return MissingExtra(name, extra) if extra and isinstance(exc, ModuleNotFoundError) else None
+
+
 def pipx_home() -> Path:
     """pipx's home: ``$PIPX_HOME``, else ``~/.local/share/pipx`` (pipx's default on Linux and macOS; its venvs live
     in ``<home>/venvs/<package>``, https://pipx.pypa.io/stable/installation/)."""

@@ -123,20 +123,24 @@ def sub_app(help_text: str, epilog: str | None = None) -> typer.Typer:
 
 
 def errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn `ProvisionError` into a one-line red message on stderr and its exit code, and Ctrl-C into exit 130;
-    no traceback, no locals. Under ``--json`` (the command's ``json_out`` argument) stdout holds exactly one JSON
+    """Turn `ProvisionError` into a one-line red message on stderr and its exit code, a missing optional SDK into
+    `provision.errors.MissingExtra` (exit 2, with the install command), and Ctrl-C into exit 130; no traceback, no
+    locals. Under ``--json`` (the command's ``json_out`` argument) stdout holds exactly one JSON
     document: the command's, or on an error ``{"error", "hint", "exit_code"}`` (merged into the command's document
     when it printed one before failing, e.g. verify's probes or status's drift)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from provision import output
-        from provision.errors import ProvisionError
+        from provision.errors import ProvisionError, missing_extra
 
         json_out = bool(kwargs.get("json_out"))
         with output.one_json_document(json_out) as document:
             try:
-                return func(*args, **kwargs)
+                try:
+                    return func(*args, **kwargs)
+                except ImportError as exc:  # an optional SDK, imported on first use: one line, exit 2
+                    raise (missing_extra(exc) or exc) from None
             except ProvisionError as exc:
                 output.error(str(exc))
                 document.fail(exc.message, exc.hint, exc.exit_code)
