@@ -7,12 +7,14 @@ STAMP  := $(VENV)/.installed
 .PHONY: install demo test lint bench clean
 
 $(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing provision-cv with its dev extras (about a minute and a half)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar on --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
 	@# Azurite (the Azure Blob emulator of the sandbox and the tests), from npm, beside the venv.
 	@if command -v npm >/dev/null; then \
-	  npm install --prefix $(VENV)/node --no-audit --no-fund --silent azurite@3.35; \
+	  echo "==> installing Azurite (azurite@3.35) into $(VENV)/node with npm"; \
+	  npm install --prefix $(VENV)/node --no-audit --no-fund azurite@3.35; \
 	else echo "npm not found: the sandbox will run without Azure (install Node.js 20+ and re-run make install)"; fi
 	touch $(STAMP)
 
@@ -20,6 +22,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
+	@echo
+	@echo "provision is installed in $(VENV). Run it next with either:"
+	@echo "  . $(VENV)/bin/activate && provision --help"
+	@echo "  $(BIN)/provision --help"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from provision.errors import BadInput, PartialFailure, VerifyFailed
+from provision.errors import BadInput, PartialFailure, VerifyFailed, a_or_an
 from provision.ledger import Plan
 from provision.lifecycle import drift, probeable, rerender, verify_until_settled
 from provision.models import Change, Grant, Resource
@@ -104,6 +104,7 @@ class ApplyResult:
         grant: the resulting Grant (None in a dry run that would create the first one, or with no credential).
         state_file: the state file's path.
         name: the grant's name.
+        rerendered: the recorded ``render-env`` files written again with a new secret (empty when none was).
     """
 
     env: str
@@ -114,6 +115,7 @@ class ApplyResult:
     grant: Grant | None
     state_file: Path
     name: str = ""
+    rerendered: list[Path] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -161,7 +163,7 @@ def apply(profile: Profile, store: StateStore, *, grant: str | None = None, dry_
         state = store.load()
         known = state.grants.get(name)
         if known is not None and known.provider not in (None, provider):
-            raise BadInput(f"grant {name!r} of environment {store.env!r} is a {known.provider} grant "
+            raise BadInput(f"grant {name!r} of environment {store.env!r} is {a_or_an(known.provider)} grant "
                            f"({store.path})", f"pick another --grant NAME, or `provision destroy --env {store.env} "
                            f"--grant {name}` first")
         record = state.grant_state(name)
@@ -185,6 +187,7 @@ def apply(profile: Profile, store: StateStore, *, grant: str | None = None, dry_
                 plan.note("update", "grant", name, f"{bucket} removed from the grant (the bucket stays; destroy "
                           "deletes it only if provision created it)")
         rows: list[VerifyRow] = []
+        written: list[Path] = []
         if not dry_run:
             plan.set_grant(result)
             if state.model_dump(exclude={"updated_at"}) != before:
@@ -205,7 +208,7 @@ def apply(profile: Profile, store: StateStore, *, grant: str | None = None, dry_
             plan.run_deferred()
             store.save(state)
     return ApplyResult(env=store.env, provider=provider, dry_run=dry_run, changes=plan.changes, verify=rows,
-                       grant=result, state_file=store.path, name=name)
+                       grant=result, state_file=store.path, name=name, rerendered=list(written))
 
 
 def _ask_before_widening(record: GrantState, profile: Profile, env: str, confirm: Callable[[str], Any] | None) -> None:

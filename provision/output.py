@@ -6,8 +6,11 @@ import functools
 import json
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from provision.errors import counted
 from provision.models import Change, Grant
 
 _console: Any = None
@@ -20,9 +23,15 @@ def console() -> Any:
         from rich.console import Console
 
         _console = Console(stderr=True, highlight=False)
-        if not _console.is_terminal:
-            _console.width = 120
+        if not _console.is_terminal:  # a log or a pipe: never break a command or a path across lines
+            _console.soft_wrap = True
+            _console.width = NO_TERMINAL_WIDTH
     return _console
+
+
+NO_TERMINAL_WIDTH = 10_000
+"""Columns of the console when stderr is not a terminal: tables take their natural width and no line is wrapped
+(a command or a path copied from a log must work)."""
 
 
 def say(text: str) -> None:
@@ -38,9 +47,66 @@ def error(text: str) -> None:
 
 
 def emit_json(document: Any) -> None:
-    """Print ``document`` as the one JSON document on stdout."""
+    """Print ``document`` as the one JSON document on stdout (held until the command ends when it runs inside
+    `one_json_document`)."""
+    if _held is not None:
+        _held.documents.append(document)
+        return
+    _write_json(document)
+
+
+def _write_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+class JsonDocument:
+    """The JSON output of one command run under ``--json`` (see `one_json_document`).
+
+    Attributes:
+        active: ``--json`` was given. documents: what the command emitted. failure: the error fields, if it failed.
+    """
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
+        self.documents: list[Any] = []
+        self.failure: dict[str, Any] | None = None
+
+    def fail(self, message: str, hint: str | None, exit_code: int) -> None:
+        """Record the command's error: ``{"error": message, "hint": hint, "exit_code": exit_code}``."""
+        self.failure = {"error": message, "hint": hint, "exit_code": exit_code}
+
+    def flush(self) -> None:
+        """Write the one document: the command's last one, with the failure's fields merged in when it failed
+        (the failure alone when it emitted none or a non-object)."""
+        last = self.documents[-1] if self.documents else None
+        if self.failure is not None:
+            last = dict(last, **self.failure) if isinstance(last, dict) else self.failure
+        if last is not None:
+            _write_json(last)
+
+
+_held: JsonDocument | None = None
+
+
+@contextmanager
+def one_json_document(active: bool) -> Iterator[JsonDocument]:
+    """Hold what `emit_json` is given while the block runs and write exactly one JSON document on stdout when it
+    ends (however it ends), so an error after a report still leaves one document. Inactive (``active`` False):
+    nothing is held or written.
+
+    Yields:
+        The `JsonDocument`; call ``fail`` on it for an error.
+    """
+    global _held
+    document = JsonDocument(active)
+    previous, _held = _held, (document if active else None)
+    try:
+        yield document
+    finally:
+        _held = previous
+        if active:
+            document.flush()
 
 
 # ---- secret masking -------------------------------------------------------------------------------------------
@@ -132,10 +198,14 @@ def apply_report(result: Any, json_out: bool, show_secrets: bool) -> None:
              else f"provision {result.provider} — env {result.env}, grant {result.name}")
     changes_table(result.changes, title)
     if result.verify:
-        say(f"verify: all {len(result.verify)} probes match the grant")
+        say(f"verify: {_all(len(result.verify), 'probe')} the grant")
     if result.grant is not None:
         grant_summary(result.grant, show_secrets)
-    if not result.dry_run:
+    if result.dry_run:
+        return
+    if getattr(result, "rerendered", None):  # the rendered files already carry the new secret
+        say(f"state: {result.state_file} (mode 0600)")
+    else:
         say(f"state: {result.state_file} (mode 0600). Next: provision render-env --env {result.env} --out DIR"
             + _next_render_hint(result.grant))
 
@@ -150,6 +220,11 @@ def _next_render_hint(grant: Any) -> str:
         return " (a keyless grant: Supervisely cannot use it; CVAT neither)"
     return (" (it can be Supervisely's instance storage)" if not storage_gaps(grant)
             else " (a Links connection in remote_links.yml; Supervisely's instance storage needs a --full grant)")
+
+
+def _all(count: int, noun: str) -> str:
+    """``all 3 probes match`` / ``the 1 probe matches``: the subject and verb of a "everything matched" line."""
+    return f"all {count} {noun}s match" if count != 1 else f"the 1 {noun} matches"
 
 
 def render_report(result: Any, json_out: bool, show_secrets: bool) -> None:
@@ -233,8 +308,12 @@ def verify_report(result: Any, json_out: bool) -> None:
         _table(title, ("operation", "target", "expected", "actual", ""),
                [(r.operation, r.target, r.expected, r.actual, "[green]ok[/]" if r.ok else "[red]WRONG[/]")
                 for r in g.rows])
+    bad = [(g.name, r) for g in result.grants for r in g.rows if not r.ok]
+    if bad:  # the error line names them too; the table keeps a long list readable
+        _table(f"mismatches — {counted(len(bad), 'probe')}", ("grant", "operation", "target", "expected", "actual"),
+               [(name, r.operation, r.target, r.expected, f"[red]{r.actual}[/]") for name, r in bad])
     if result.ok:
-        say(f"[green]all {len(rows)} probes match their grants[/]")
+        say(f"[green]{_all(len(rows), 'probe')} {'its grant' if len(rows) == 1 else 'their grants'}[/]")
 
 
 def status_report(result: Any, json_out: bool) -> None:
@@ -244,7 +323,7 @@ def status_report(result: Any, json_out: bool) -> None:
         emit_json({"env": result.env, "in_sync": result.in_sync, "rows": result.rows,
                    "resources": [r.model_dump() for r in result.resources]})
         return
-    _table(f"status — env {result.env}: {len(result.resources)} resources recorded",
+    _table(f"status — env {result.env}: {counted(len(result.resources), 'resource')} recorded",
            ("resource", "name", "created by provision"),
            [(r.kind, r.name if not r.parent else f"{r.parent}/{r.name}", "yes" if r.created else "adopted")
             for r in result.resources])
@@ -284,22 +363,48 @@ def sandbox_endpoints(info: Any) -> dict[str, str | None]:
             "gcs": f"{info.gcs.endpoint_url} (project {info.gcs.project}, no IAM)" if info.gcs else None}
 
 
+def sandbox_services(info: Any) -> list[dict[str, Any]]:
+    """The services of a running sandbox as data: one ``{"service", "endpoint", "port", "pid"}`` per service (s3,
+    minio, azure, gcs; ``endpoint`` and ``port`` None for one it runs without; ``pid`` the sandbox server's, which
+    serves them all)."""
+    from urllib.parse import urlparse
+
+    endpoints = {"s3": info.s3.endpoint_url, "minio": info.minio.endpoint_url if info.minio else None,
+                 "azure": info.azure.account_url() if info.azure else None,
+                 "gcs": info.gcs.endpoint_url if info.gcs else None}
+    return [{"service": service, "endpoint": url, "port": urlparse(url).port if url else None, "pid": info.pid}
+            for service, url in endpoints.items()]
+
+
 def sandbox_up_report(info: Any, started: bool, json_out: bool) -> None:
-    """Print the result of `provision.sandbox.up`: started or already running, and each service's endpoint."""
+    """Print the result of `provision.sandbox.up`: started or already running, and each service's endpoint (JSON:
+    ``{"started", "running", "pid", "started_at", "services": sandbox_services}``)."""
     if json_out:
-        emit_json({"started": started, "pid": info.pid, **sandbox_endpoints(info)})
+        emit_json({"started": started, "running": True, "pid": info.pid, "started_at": info.started_at.isoformat(),
+                   "services": sandbox_services(info)})
         return
     say(f"sandbox {'started' if started else 'already running'} (pid {info.pid}); use --env sandbox with "
         "`provision s3`, `provision azure` or `provision gcs`")
     for service, where in sandbox_endpoints(info).items():
-        missing = "not available (Azurite not found: run `make install` or npm install -g azurite@3.35)"
+        missing = "not available (Azurite not found and not installable: install Node.js 20+ and restart the sandbox)"
         say(f"  {service:<6} {where or missing}")
 
 
-def sandbox_status_report(info: Any, json_out: bool) -> None:
-    """Print whether the sandbox runs (``info`` None: it does not), since when, and where."""
+def sandbox_down_report(was_running: bool, json_out: bool) -> None:
+    """Print the result of `provision.sandbox.down` (JSON: ``{"stopped": was_running, "running": false}``)."""
     if json_out:
-        emit_json({"running": info is not None, **(sandbox_endpoints(info) if info else {})})
+        emit_json({"stopped": was_running, "running": False})
+    else:
+        say("sandbox stopped" if was_running else "sandbox was not running")
+
+
+def sandbox_status_report(info: Any, json_out: bool) -> None:
+    """Print whether the sandbox runs (``info`` None: it does not), since when, and where (JSON: ``{"running",
+    "pid", "started_at", "services": sandbox_services}``)."""
+    if json_out:
+        emit_json({"running": info is not None, "pid": info.pid if info else None,
+                   "started_at": info.started_at.isoformat() if info else None,
+                   "services": sandbox_services(info) if info else []})
     elif info:
         say(f"running (pid {info.pid}, since {info.started_at:%Y-%m-%d %H:%M} UTC)")
         for service, where in sandbox_endpoints(info).items():
@@ -313,13 +418,20 @@ def links_summary(report: Any, out: Any, env: str, rendered_supervisely: bool) -
     be listed, and a hint to render remote_links.yml unless ``rendered_supervisely``."""
     counts = ", ".join(f"{name}: {n}" for name, n in report.links.items())
     line = functools.partial(console().print, soft_wrap=True)  # one line each, however long the path
-    line(f"{report.total} links ({counts})" + (f" written to {out}" if out is not None else ""))
+    line(f"{counted(report.total, 'link')} ({counts})" + (f" written to {out}" if out is not None else ""))
     unlinkable = sum(report.unlinkable.values())
     if unlinkable:
-        line(f"[yellow]skipped {unlinkable} key(s) holding a line break: a links file cannot list them[/]")
+        line(f"[yellow]skipped {counted(unlinkable, 'key')} holding a line break: a links file cannot list them[/]")
     if not rendered_supervisely:
         line(f"hint: Supervisely reads these links through remote_links.yml; run `provision render-env --env {env} "
              "--out DIR` to write it")
+
+
+def links_report(report: Any, out: Any, links: list[str] | None) -> None:
+    """The ``--json`` document of ``provision links``: ``{"total", "links_per_bucket", "unlinkable", "out",
+    "links"}`` (``links``: the lines themselves when they were not written to ``out``, else None)."""
+    emit_json({"total": report.total, "links_per_bucket": report.links, "unlinkable": report.unlinkable,
+               "out": str(out) if out is not None else None, "links": links})
 
 
 def cvat_attach_report(result: Any, env: str, json_out: bool) -> None:
@@ -390,10 +502,10 @@ def manifest_report(run: Any, env: str, json_out: bool) -> None:
 
     share = f" ({stats.bytes_read / stats.bytes_total:.1%})" if stats.bytes_total else ""
     where = f"{run.url_scheme}://{bucket}/{escape(manifest.prefix)}"
-    say(f"{stats.images} images in {where}"
-        + (f", {stats.related} related images in their meta" if stats.related else "")
-        + f"; {stats.skipped} non-image key(s) skipped; read {human_bytes(stats.bytes_read)} of "
-        f"{human_bytes(stats.bytes_total)}{share} in {stats.requests} requests")
+    say(f"{counted(stats.images, 'image')} in {where}"
+        + (f", {counted(stats.related, 'related image')} in their meta" if stats.related else "")
+        + f"; {counted(stats.skipped, 'non-image key')} skipped; read {human_bytes(stats.bytes_read)} of "
+        f"{human_bytes(stats.bytes_total)}{share} in {counted(stats.requests, 'request')}")
     for problem in manifest.problems:
         say(f"[yellow]not in the manifest:[/] {escape(problem.key)}: {escape(problem.error)}")
     if not stats.images:
@@ -401,7 +513,7 @@ def manifest_report(run: Any, env: str, json_out: bool) -> None:
     say(f"wrote {run.out}")
     if uploaded:
         who = ("the grant's credential" if run.own_credential
-               else "the admin credential (the grant's is not allowed to write)")
+               else "the admin credential (the grant's credential may not write)")
         say(f"uploaded {run.url_scheme}://{bucket}/{escape(uploaded)} with {who}")
         say(f"Next: provision cvat attach --env {env} --url URL --token T --manifest {shlex.quote(uploaded)}")
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from provision.errors import BadInput
+from provision.errors import BadInput, a_or_an
 from provision.models import Access
 from provision.names import check_env_name
 from provision.resources import packaged
@@ -148,7 +148,7 @@ def load_profile(env: str, overrides: dict[str, Any], provider: str) -> Profile:
         raise BadInput(f"invalid option {loc!r} in {where}: {err['msg']}", "fix the value or remove it") from None
     if profile.provider is not None and profile.provider != provider:
         raise BadInput(
-            f"environment {env!r} is a {profile.provider} profile ({where})",
+            f"environment {env!r} is {a_or_an(profile.provider)} profile ({where})",
             f"run `provision {profile.provider}` for it, or pick another --env",
         )
     foreign = sorted(k for k in set().union(*PROVIDER_FIELDS.values()) - PROVIDER_FIELDS[provider]

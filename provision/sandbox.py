@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -120,8 +121,8 @@ class SandboxInfo(BaseModel):
         """The Azure endpoint. Raises BadInput when Azurite was not found at ``sandbox up``."""
         if self.azure is None:
             raise BadInput("the running sandbox has no Azure Blob endpoint (Azurite was not found when it started)",
-                           "install it (`make install`, or `npm install -g azurite@3.35`), then `provision sandbox "
-                           "down` and `provision sandbox up`")
+                           "install Node.js 20+ (npm), then `provision sandbox down` and `provision sandbox up` "
+                           "(Azurite is installed on first use)")
         return self.azure
 
     def require_gcs(self) -> GcsEndpoint:
@@ -132,16 +133,66 @@ class SandboxInfo(BaseModel):
         return self.gcs
 
 
+AZURITE_PACKAGE = "azurite@3.35"
+"""The npm package (and major.minor) of Azurite the sandbox runs and installs on first use."""
+AZURITE_ENV = "PROVISION_AZURITE"
+"""Environment variable: the ``azurite-blob`` executable to use, or ``off`` for a sandbox without Azure."""
+
+
+def azurite_prefixes() -> list[Path]:
+    """The npm prefixes searched for Azurite, in order: ``<sys.prefix>/node`` (``make install`` puts it beside the
+    venv), the checkout's ``.venv/node`` (when `provision` runs from a checkout, e.g. with ``PYTHONPATH``), and
+    ``<user cache>/node`` (platformdirs ``user_cache_path("provision")``), where `install_azurite` puts it."""
+    from platformdirs import user_cache_path
+
+    checkout = Path(__file__).resolve().parent.parent / ".venv" / "node"
+    prefixes = [Path(sys.prefix) / "node", checkout, user_cache_path("provision") / "node"]
+    return list(dict.fromkeys(prefixes))
+
+
+def _executable(path: str | Path | None) -> str | None:
+    return str(path) if path and Path(path).is_file() and os.access(path, os.X_OK) else None
+
+
 def azurite_binary() -> str | None:
-    """The ``azurite-blob`` executable: ``$PROVISION_AZURITE``, the copy ``make install`` puts under
-    ``<venv>/node``, or one on ``PATH``; None when there is none."""
-    candidates = [os.environ.get("PROVISION_AZURITE"),
-                  str(Path(sys.prefix) / "node" / "node_modules" / ".bin" / "azurite-blob"),
-                  shutil.which("azurite-blob")]
-    for candidate in candidates:
-        if candidate and Path(candidate).exists() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+    """The ``azurite-blob`` executable: ``$PROVISION_AZURITE``, else one on ``PATH``, else one under an
+    `azurite_prefixes` entry (``<prefix>/node_modules/.bin/azurite-blob``); None when there is none (or
+    ``$PROVISION_AZURITE`` is ``off``)."""
+    chosen = os.environ.get(AZURITE_ENV)
+    if chosen:
+        return None if chosen == "off" else _executable(chosen)
+    found = _executable(shutil.which("azurite-blob"))
+    for prefix in azurite_prefixes():
+        found = found or _executable(prefix / "node_modules" / ".bin" / "azurite-blob")
+    return found
+
+
+def install_azurite(notify: Callable[[str], None]) -> str | None:
+    """Install `AZURITE_PACKAGE` with npm into ``<user cache>/node`` (the last of `azurite_prefixes`), once; npm's
+    progress goes to stderr.
+
+    Args:
+        notify: receives one line before the install, or why there is none (npm missing, or it failed).
+
+    Returns:
+        The ``azurite-blob`` executable, or None when npm is missing or the install failed (the sandbox then runs
+        without Azure).
+    """
+    npm = shutil.which("npm")
+    prefix = azurite_prefixes()[-1]
+    if npm is None:
+        notify("npm not found: the sandbox starts without Azure (install Node.js 20+, then `provision sandbox down` "
+               "and `provision sandbox up` to get Azurite)")
+        return None
+    notify(f"installing Azurite ({AZURITE_PACKAGE}) into {prefix} with npm, once; this takes a minute")
+    prefix.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", AZURITE_PACKAGE],
+                          stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(), check=False)
+    found = _executable(prefix / "node_modules" / ".bin" / "azurite-blob")
+    if done.returncode != 0 or found is None:
+        notify(f"npm could not install {AZURITE_PACKAGE} (exit {done.returncode}): the sandbox starts without Azure")
+        return None
+    return found
 
 
 def _make_certificate(directory: Path) -> tuple[Path, Path]:
@@ -222,14 +273,18 @@ def require_info() -> SandboxInfo:
     return info
 
 
-def up() -> tuple[SandboxInfo, bool]:
-    """Start the sandbox unless it is already running.
+def up(notify: Callable[[str], None] = lambda _line: None) -> tuple[SandboxInfo, bool]:
+    """Start the sandbox unless it is already running. Azure Blob needs Azurite (`azurite_binary`); when none is
+    found it is installed on first use (`install_azurite`), and without npm the sandbox runs without Azure.
+
+    Args:
+        notify: receives one-line notes (installing Azurite, or starting without it).
 
     Returns:
         (info, started): ``started`` is False when a running sandbox was found and reused.
 
     Raises:
-        MissingExtra: moto or the GCS emulator is not installed (``pip install 'provision[sandbox]'``).
+        MissingExtra: moto or the GCS emulator is not installed (the ``sandbox`` extra).
         ProvisionError: the emulators did not start within `START_TIMEOUT` seconds (names the log file).
     """
     existing = read_info()
@@ -248,6 +303,8 @@ def up() -> tuple[SandboxInfo, bool]:
     command = [sys.executable, "-m", "provision.sandbox_server", "--ready", str(ready)]
     env = dict(os.environ)
     azurite = azurite_binary()
+    if azurite is None and os.environ.get(AZURITE_ENV) != "off":
+        azurite = install_azurite(notify)
     accounts = None
     if azurite:
         cert, key = _make_certificate(directory)

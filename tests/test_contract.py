@@ -119,7 +119,9 @@ def test_status_finds_a_missing_bucket(cli: Cli, harness: Harness, prefix: str) 
     assert clean["in_sync"] is True and clean["rows"] == []
     harness.drop_bucket(f"{prefix}-private")
     harness.reset_log()
-    rows = json.loads(run(cli, "status", "--env", "sandbox", "--json").stdout)["rows"]
+    drifted = cli("status", "--env", "sandbox", "--json")
+    assert drifted.exit_code == 6, drifted.output  # drift found
+    rows = json.loads(drifted.stdout)["rows"]
     assert harness.mutating() == []
     assert (harness.bucket_kind, f"{prefix}-private", "missing") in {
         (r["resource"], r["name"], r["problem"].split(":")[0]) for r in rows}

@@ -622,7 +622,9 @@ def test_status_finds_a_deleted_key(cli: Cli, google: FakeGoogle, prefix: str) -
     (key_id,) = google.user_keys(email)
     del google.keys[key_id]  # someone deleted the key in the console
     google.reset()
-    rows = json.loads(run(cli, "status", "--env", "gcp", "--json").stdout)["rows"]
+    drifted = cli("status", "--env", "gcp", "--json")
+    assert drifted.exit_code == 6, drifted.output  # drift found
+    rows = json.loads(drifted.stdout)["rows"]
     assert google.mutating() == []
     assert [(r["resource"], r["name"], r["problem"].split(":")[0]) for r in rows] == [
         ("sa_key", email, "credential missing or unusable")]

@@ -99,7 +99,7 @@ def test_status_reports_drift_without_changing_anything(cli: Cli, admin: Admin, 
     admin.s3.delete_bucket(Bucket=f"{prefix}-private")
     admin.reset_log()
     result = cli("status", "--env", "sandbox", "--json")
-    assert result.exit_code == 0
+    assert result.exit_code == 6  # drift found
     assert admin.mutating() == []
     rows = json.loads(result.stdout)["rows"]
     problems = {(r["resource"], r["name"], r["problem"].split(":")[0]) for r in rows}

@@ -17,26 +17,96 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from typer.core import TyperArgument, TyperGroup
 
-GROUP_SETTINGS: dict[str, Any] = {"default_map": {"help": False}}
-"""Context settings of every command group. Typer (0.26+) coerces each parameter's value through a pydantic
-TypeAdapter unless it already is a bool; a group's own ``--help`` is None when only a subcommand's is given, so
-``provision s3 --help`` would import pydantic just to read the group's unset flag. A default of False (click's
-``default_map``) is a bool, skipped, and keeps every ``--help`` free of pydantic (tests/test_startup.py)."""
+
+class Group(TyperGroup):
+    """A command group whose commands' arguments show their metavar in ``--help`` (``BUCKET``), not Typer's type
+    label beside it (``BUCKET <list[str]>``); options with a ``metavar`` already show only it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            for param in command.params:
+                if isinstance(param, TyperArgument) and param.metavar:
+                    param.display_type = lambda ctx: ""  # type: ignore[method-assign]
+
+
+GROUP_SETTINGS: dict[str, Any] = {"default_map": {"help": False}, "help_option_names": ["-h", "--help"]}
+"""Context settings of every command group: ``-h`` is ``--help`` (click passes ``help_option_names`` down to every
+subcommand's context). Typer (0.26+) coerces each parameter's value through a pydantic TypeAdapter unless it already
+is a bool; a group's own ``--help`` is None when only a subcommand's is given, so ``provision s3 --help`` would import
+pydantic just to read the group's unset flag. A default of False (click's ``default_map``) is a bool, skipped, and
+keeps every ``--help`` free of pydantic (tests/test_startup.py)."""
+
+ROOT_SETTINGS: dict[str, Any] = dict(GROUP_SETTINGS, default_map={"help": False, "install_completion": False,
+                                                                  "show_completion": False})
+"""`GROUP_SETTINGS` of the root, whose completion flags (Typer's ``add_completion``) are unset bools the same way."""
+
+
+def examples(*lines: str) -> str:
+    """A command's help epilog: an "Examples" section with one command line per argument, kept as written (click's
+    ``\\b`` marker stops it from re-wrapping the block)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _exit_codes() -> str:
+    from provision.errors import EXIT_CODES
+
+    return "\b\nExit codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
+
+
+ROOT_EPILOG = (examples("provision sandbox up", "provision s3 --env sandbox --prefix demo --full",
+                        "provision render-env --env sandbox --out ./supervisely", "provision verify --env sandbox",
+                        "provision status --env sandbox --json")
+               + "\n\n" + _exit_codes()
+               + "\n\nWith --json every command prints one JSON document on stdout, errors included: "
+               "{\"error\": ..., \"hint\": ..., \"exit_code\": ...}. Human text goes to stderr.")
+"""The root ``--help`` epilog: examples, every exit code, the ``--json`` contract."""
 
 app = typer.Typer(
+    cls=Group,
     help="Provision cloud object storage for self-hosted Supervisely, CVAT and Onepanel, least-privilege, in one "
     "command. Start with `provision sandbox up` and `--env sandbox` to try it with no cloud account.",
+    epilog=ROOT_EPILOG,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    context_settings=GROUP_SETTINGS,
+    context_settings=ROOT_SETTINGS,
 )
 
-ENV = typer.Option("default", "--env", help="Environment (one platform install): state in <state dir>/<env>.json "
-                   "(PROVISION_STATE_DIR, else the nearest .provision/ up from here, else the per-user state "
-                   "directory), defaults in envs/<env>.yaml.")
+
+def version() -> str:
+    """The installed version: the package metadata of `provision.errors.DISTRIBUTION`, else
+    ``provision.__version__`` (a checkout run with ``PYTHONPATH``)."""
+    from importlib import metadata
+
+    from provision.errors import DISTRIBUTION
+
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        from provision import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"provision {version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(show_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                           help="Print the version and exit.")) -> None:
+    pass
+
+
+ENV = typer.Option("default", "--env", metavar="ENV", help="Environment (one platform install): state in <state "
+                   "dir>/<env>.json (PROVISION_STATE_DIR, else the nearest .provision/ up from here, else the "
+                   "per-user state directory), defaults in envs/<env>.yaml.")
 GRANT = typer.Option(None, "--grant", metavar="NAME", help="Only this grant of the environment.")
 DRY_RUN = typer.Option(False, "--dry-run", help="Print the plan; make no change at all.")
 JSON = typer.Option(False, "--json", help="Print one JSON document on stdout (human text goes to stderr).")
@@ -45,36 +115,61 @@ ROTATE = typer.Option(False, "--rotate", help="Issue a new secret, verify it, re
 NO_VERIFY = typer.Option(False, "--no-verify", help="Skip probing a new or changed credential.")
 
 
-def sub_app(help_text: str) -> typer.Typer:
-    """A command group (``provision sandbox ...``) with the same plain (no rich) help as `app`."""
-    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None, context_settings=GROUP_SETTINGS)
+def sub_app(help_text: str, epilog: str | None = None) -> typer.Typer:
+    """A command group (``provision sandbox ...``) with the same plain (no rich) help as `app` and ``epilog`` (its
+    `examples`)."""
+    return typer.Typer(cls=Group, help=help_text, epilog=epilog, no_args_is_help=True, rich_markup_mode=None,
+                       context_settings=GROUP_SETTINGS)
 
 
 def errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn `ProvisionError` into a one-line red message and its exit code, and Ctrl-C into exit 130; no
-    traceback, no locals."""
+    """Turn `ProvisionError` into a one-line red message on stderr and its exit code, a missing optional SDK into
+    `provision.errors.MissingExtra` (exit 2, with the install command), and Ctrl-C into exit 130; no traceback, no
+    locals. Under ``--json`` (the command's ``json_out`` argument) stdout holds exactly one JSON
+    document: the command's, or on an error ``{"error", "hint", "exit_code"}`` (merged into the command's document
+    when it printed one before failing, e.g. verify's probes or status's drift)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from provision.errors import ProvisionError
+        from provision import output
+        from provision.errors import ProvisionError, missing_extra
 
-        try:
-            return func(*args, **kwargs)
-        except ProvisionError as exc:
-            from provision.output import error
-
-            error(str(exc))
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
+        json_out = bool(kwargs.get("json_out"))
+        with output.one_json_document(json_out) as document:
+            try:
+                try:
+                    return func(*args, **kwargs)
+                except ImportError as exc:  # an optional SDK, imported on first use: one line, exit 2
+                    raise (missing_extra(exc) or exc) from None
+            except ProvisionError as exc:
+                output.error(str(exc))
+                document.fail(exc.message, exc.hint, exc.exit_code)
+                raise typer.Exit(exc.exit_code) from None
+            except KeyboardInterrupt:
+                document.fail("interrupted", None, 130)
+                raise typer.Exit(130) from None
 
     return wrapper
 
 
 def main() -> None:
-    """Console-script entry point (``provision = "provision.cli:main"``)."""
-    app()
-    sys.exit(0)
+    """Console-script entry point (``provision = "provision.cli:main"``). Click's own usage errors (an unknown
+    flag, a missing value: exit 2) are printed as usual, or under ``--json`` as the one JSON document on stdout."""
+    from typer import _click as click  # Typer's own copy of click (typer.Exit, typer.Abort are its classes)
+
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.ClickException as exc:
+        if "--json" in sys.argv[1:]:
+            import json
+
+            sys.stdout.write(json.dumps({"error": exc.format_message(), "hint": "see `provision COMMAND --help`",
+                                         "exit_code": exc.exit_code}, indent=2) + "\n")
+        exc.show()
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 # The command modules register their commands on `app` when imported; ``provision --help`` lists the commands in
@@ -86,5 +181,5 @@ from provision.cli import sandbox as sandbox_commands  # noqa: E402
 from provision.cli import data as data_commands  # noqa: E402
 # isort: on
 
-__all__ = ["app", "main", "errors", "sub_app", "provision_commands", "env_commands", "sandbox_commands",
-           "data_commands"]
+__all__ = ["app", "main", "errors", "sub_app", "examples", "version", "provision_commands", "env_commands",
+           "sandbox_commands", "data_commands"]

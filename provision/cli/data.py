@@ -9,15 +9,18 @@ from pathlib import Path
 
 import typer
 
-from provision.cli import ENV, GRANT, JSON, app, errors, sub_app
+from provision.cli import ENV, GRANT, JSON, app, errors, examples, sub_app
 
 
-@app.command("migrate")
+@app.command("migrate", epilog=examples(
+    "provision migrate --env prod --data-path /opt/supervisely/data --dry-run",
+    "provision migrate --env prod --data-path /opt/supervisely/data --concurrency 32",
+    "provision migrate --data-path /opt/supervisely/data --grant sv --json"))
 @errors
 def migrate_command(
     data_path: Path = typer.Option(..., "--data-path", metavar="DIR",
                                    help="Supervisely's DATA_PATH: DIR/storage/<bucket>/ goes into each bucket."),
-    concurrency: int = typer.Option(10, "--concurrency", min=1, max=64, help="Parallel requests (1-64)."),
+    concurrency: int = typer.Option(10, "--concurrency", min=1, max=64, metavar="N", help="Parallel requests (1-64)."),
     env: str = ENV,
     grant: str | None = GRANT,
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be uploaded or skipped; upload nothing."),
@@ -41,10 +44,13 @@ def migrate_command(
         raise failed
 
 
-@app.command("links")
+@app.command("links", epilog=examples(
+    "provision links --env sandbox > links.txt",
+    "provision links --grant raw --bucket raw-images --prefix 2024/ --ext .jpg,.png --out links.txt",
+    "provision links --env sandbox --json"))
 @errors
 def links_command(
-    bucket: list[str] | None = typer.Option(None, "--bucket", metavar="B",
+    bucket: list[str] | None = typer.Option(None, "--bucket", metavar="BUCKET",
                                             help="Only this bucket (repeatable; default: all of the grant's)."),
     key_prefix: str = typer.Option("", "--prefix", metavar="KEYPREFIX", help="Only keys starting with KEYPREFIX."),
     ext: list[str] | None = typer.Option(None, "--ext", metavar=".jpg,.png,...",
@@ -52,6 +58,8 @@ def links_command(
     out: Path | None = typer.Option(None, "--out", metavar="FILE", help="Write to FILE instead of stdout."),
     env: str = ENV,
     grant: str | None = GRANT,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout: the counts, and the "
+                                  "links themselves unless --out writes them to a file."),
 ) -> None:
     """A Supervisely links file: one s3://, azure:// or google://bucket/key per line for the grant's objects, in key
     order, streamed."""
@@ -64,19 +72,33 @@ def links_command(
     options = {"buckets": bucket, "prefix": key_prefix, "extensions": extensions}
     if out is not None:
         report = write_links_file(state, out.absolute(), **options)
+    elif json_out:
+        import io
+
+        buffer = io.StringIO()
+        report = write_links(state, buffer, **options)
+        output.links_report(report, out, buffer.getvalue().splitlines())
+        return
     else:
         try:
             report = write_links(state, sys.stdout, **options)  # type: ignore[arg-type]
             sys.stdout.flush()
         except BrokenPipeError:  # `provision links | head`: the reader has gone; that is not an error
             raise typer.Exit(0) from None
+    if json_out:
+        output.links_report(report, out, None)
+        return
     output.links_summary(report, out, env, any(r.target == "supervisely" for r in env_state.renders))
 
 
-@app.command("manifest")
+@app.command("manifest", epilog=examples(
+    "provision manifest --env sandbox --prefix images/",
+    "provision manifest --bucket raw-images --prefix 2024/ --upload --checksum",
+    "provision manifest --grant raw --out /tmp/manifest.jsonl --json"))
 @errors
 def manifest_command(
-    bucket: str | None = typer.Option(None, "--bucket", help="The grant's bucket (default: the first)."),
+    bucket: str | None = typer.Option(None, "--bucket", metavar="BUCKET",
+                                      help="The grant's bucket (default: the first)."),
     key_prefix: str = typer.Option("", "--prefix", metavar="KEYPREFIX",
                                    help="The images' folder: names are relative to it, and --upload puts "
                                    "manifest.jsonl there (default: the bucket root)."),
@@ -86,7 +108,8 @@ def manifest_command(
                                   "reads every image completely."),
     out: Path = typer.Option(Path("manifest.jsonl"), "--out", metavar="FILE",
                              help="Where to write it (default: ./manifest.jsonl)."),
-    concurrency: int = typer.Option(8, "--concurrency", min=1, max=64, help="Images read in parallel (1-64)."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, max=64, metavar="N",
+                                    help="Images read in parallel (1-64)."),
     env: str = ENV,
     grant: str | None = GRANT,
     json_out: bool = JSON,
@@ -102,21 +125,27 @@ def manifest_command(
     output.manifest_report(run, env, json_out)
 
 
-cvat_app = sub_app("CVAT: attach the grant's bucket as a cloud storage (needs the cvat extra).")
+cvat_app = sub_app("CVAT: attach the grant's bucket as a cloud storage (needs the cvat extra).",
+                   examples("provision cvat attach --url https://cvat.example.com --token \"$CVAT_TOKEN\""))
 app.add_typer(cvat_app, name="cvat")
 
 
-@cvat_app.command("attach")
+@cvat_app.command("attach", epilog=examples(
+    "provision cvat attach --env sandbox --url http://localhost:8080 --token \"$CVAT_ACCESS_TOKEN\"",
+    "provision cvat attach --url https://cvat.example.com --username admin --bucket raw-images",
+    "provision cvat attach --url https://cvat.example.com --manifest 2024/manifest.jsonl --json"))
 @errors
 def cvat_attach_command(
-    url: str = typer.Option(..., "--url", help="CVAT's URL, e.g. https://cvat.example.com."),
-    token: str | None = typer.Option(None, "--token", envvar="CVAT_ACCESS_TOKEN",
+    url: str = typer.Option(..., "--url", metavar="URL", help="CVAT's URL, e.g. https://cvat.example.com."),
+    token: str | None = typer.Option(None, "--token", metavar="TOKEN", envvar="CVAT_ACCESS_TOKEN",
                                      help="A CVAT Personal Access Token (or $CVAT_ACCESS_TOKEN)."),
-    username: str | None = typer.Option(None, "--username", help="A CVAT user, with --password."),
-    password: str | None = typer.Option(None, "--password", envvar="CVAT_PASSWORD",
+    username: str | None = typer.Option(None, "--username", metavar="USER", help="A CVAT user, with --password."),
+    password: str | None = typer.Option(None, "--password", metavar="PASSWORD", envvar="CVAT_PASSWORD",
                                         help="The CVAT user's password (or $CVAT_PASSWORD)."),
-    bucket: str | None = typer.Option(None, "--bucket", help="The grant's bucket to attach (default: the first)."),
-    display_name: str | None = typer.Option(None, "--display-name", help="CVAT display name (default: bucket)."),
+    bucket: str | None = typer.Option(None, "--bucket", metavar="BUCKET",
+                                      help="The grant's bucket to attach (default: the first)."),
+    display_name: str | None = typer.Option(None, "--display-name", metavar="NAME",
+                                            help="CVAT display name (default: bucket)."),
     manifest: list[str] | None = typer.Option(None, "--manifest", metavar="KEY",
                                               help="A manifest key in the bucket (repeatable), e.g. from "
                                               "`provision manifest --upload`."),

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from provision.cli import DRY_RUN, ENV, JSON, NO_VERIFY, ROTATE, SHOW, app, errors
+from provision.cli import DRY_RUN, ENV, JSON, NO_VERIFY, ROTATE, SHOW, app, errors, examples
 
 YES = typer.Option(False, "--yes", help="Do not ask: widen a deployed credential (read-only → full, SAS → "
                    "account key), and make the first change of a new environment on a real cloud.")
@@ -16,20 +16,30 @@ GRANT_NAME = typer.Option(None, "--grant", metavar="NAME", help="The grant's nam
                           "a-z 0-9 - _; also its remote_links.yml connection name). Default: the prefix, else the "
                           "first bucket.")
 
-PREFIX = typer.Option(None, "--prefix", help="Supervisely's pair: P-public and P-private.")
+PREFIX = typer.Option(None, "--prefix", metavar="P", help="Supervisely's pair: P-public and P-private.")
 
 
-@app.command("s3")
+@app.command("s3", epilog=examples(
+    "provision s3 --env sandbox --prefix demo --full",
+    "provision s3 --prefix sv --full --region eu-central-1",
+    "provision s3 raw-images labels --readonly --grant annotators",
+    "provision s3 --prefix sv --full --rotate",
+    "provision s3 --prefix lab --full --endpoint-url http://minio.local:9000",
+    "provision s3 --prefix sv --full --dry-run --json"))
 @errors
 def s3_command(
-    buckets: list[str] | None = typer.Argument(None, metavar="[BUCKET]...", help="Bucket names."),
+    buckets: list[str] | None = typer.Argument(None, metavar="BUCKET", help="Bucket names."),
     prefix: str | None = PREFIX,
     readonly: bool = typer.Option(False, "--readonly", help="List and read only (the default)."),
     full: bool = typer.Option(False, "--full", help="Read, write, delete and multipart on these buckets only."),
-    iam_role: str | None = typer.Option(None, "--iam-role", help="A role + instance profile instead of a key."),
-    user: str | None = typer.Option(None, "--user", help="IAM user name (default provision-<prefix>-<access>)."),
-    region: str | None = typer.Option(None, "--region", help="Bucket region (default: the SDK's, or us-east-1)."),
-    endpoint_url: str | None = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (MinIO...)."),
+    iam_role: str | None = typer.Option(None, "--iam-role", metavar="ROLE",
+                                        help="A role + instance profile instead of a key."),
+    user: str | None = typer.Option(None, "--user", metavar="NAME",
+                                    help="IAM user name (default provision-<prefix>-<access>)."),
+    region: str | None = typer.Option(None, "--region", metavar="REGION",
+                                      help="Bucket region (default: the SDK's, or us-east-1)."),
+    endpoint_url: str | None = typer.Option(None, "--endpoint-url", metavar="URL",
+                                            help="S3-compatible endpoint (MinIO...)."),
     rotate: bool = ROTATE,
     no_verify: bool = NO_VERIFY,
     env: str = ENV,
@@ -46,25 +56,33 @@ def s3_command(
     _apply("s3", env, grant, yes, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
 
 
-@app.command("azure")
+@app.command("azure", epilog=examples(
+    "provision azure --env sandbox --prefix demo --full",
+    "provision azure --prefix sv --account svstore01 --account-key --subscription SUB_ID",
+    "provision azure raw --account svstore01 --readonly --sas-expiry 90d",
+    "provision azure --prefix sv --connection-string \"$AZURE_STORAGE_CONNECTION_STRING\" --full",
+    "provision azure --prefix sv --account svstore01 --keyless PRINCIPAL_ID"))
 @errors
 def azure_command(
-    containers: list[str] | None = typer.Argument(None, metavar="[CONTAINER]...", help="Container names."),
+    containers: list[str] | None = typer.Argument(None, metavar="CONTAINER", help="Container names."),
     prefix: str | None = PREFIX,
-    account: str | None = typer.Option(None, "--account", help="Storage account name (3–24 a-z0-9)."),
-    resource_group: str | None = typer.Option(None, "--resource-group", help="Resource group (default "
+    account: str | None = typer.Option(None, "--account", metavar="NAME", help="Storage account name (3–24 a-z0-9)."),
+    resource_group: str | None = typer.Option(None, "--resource-group", metavar="GROUP", help="Resource group (default "
                                               "provision-<account>)."),
-    location: str | None = typer.Option(None, "--location", help="Azure location (default westeurope)."),
-    subscription: str | None = typer.Option(None, "--subscription", help="Subscription id (default "
+    location: str | None = typer.Option(None, "--location", metavar="LOCATION",
+                                        help="Azure location (default westeurope)."),
+    subscription: str | None = typer.Option(None, "--subscription", metavar="ID", help="Subscription id (default "
                                             "AZURE_SUBSCRIPTION_ID, else the only one)."),
-    connection_string: str | None = typer.Option(None, "--connection-string", help="Data-plane-only mode for an "
-                                                 "existing account (or AZURE_STORAGE_CONNECTION_STRING)."),
+    connection_string: str | None = typer.Option(None, "--connection-string", metavar="STRING",
+                                                 help="Data-plane-only mode for an "
+                                                      "existing account (or AZURE_STORAGE_CONNECTION_STRING)."),
     readonly: bool = typer.Option(False, "--readonly", help="Read + list only (SAS sp=rl; the default)."),
     full: bool = typer.Option(False, "--full", help="Read, add, create, write, delete, list (SAS sp=racwdl)."),
-    sas_expiry: str | None = typer.Option(None, "--sas-expiry", help="SAS lifetime: 30d, 12h or "
+    sas_expiry: str | None = typer.Option(None, "--sas-expiry", metavar="DURATION", help="SAS lifetime: 30d, 12h or "
                                           "2027-01-31T00:00:00Z (default 30d)."),
-    renew_before: str | None = typer.Option(None, "--renew-before", help="Renew the stored SAS when less than "
-                                            "this remains (default 7d, at most half its lifetime)."),
+    renew_before: str | None = typer.Option(None, "--renew-before", metavar="DURATION",
+                                            help="Renew the stored SAS when less than "
+                                                 "this remains (default 7d, at most half its lifetime)."),
     account_key: bool = typer.Option(False, "--account-key", help="Hand out the account name + key1 (full "
                                      "access; what Supervisely's Azure backend takes) instead of a SAS."),
     keyless: str | None = typer.Option(None, "--keyless", metavar="PRINCIPAL_ID", help="No secret: a role "
@@ -94,17 +112,22 @@ def azure_command(
     _apply("azure", env, grant, yes, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
 
 
-@app.command("gcs")
+@app.command("gcs", epilog=examples(
+    "provision gcs --env sandbox --prefix demo --keyless",
+    "provision gcs --prefix sv --full --project my-project --location EU",
+    "provision gcs raw-images --readonly --project my-project --hmac",
+    "STORAGE_EMULATOR_HOST=localhost:9023 provision gcs --prefix dev --project demo --keyless"))
 @errors
 def gcs_command(
-    buckets: list[str] | None = typer.Argument(None, metavar="[BUCKET]...", help="Bucket names."),
+    buckets: list[str] | None = typer.Argument(None, metavar="BUCKET", help="Bucket names."),
     prefix: str | None = PREFIX,
-    project: str | None = typer.Option(None, "--project", help="GCP project id."),
-    location: str | None = typer.Option(None, "--location", help="Bucket location (default US)."),
+    project: str | None = typer.Option(None, "--project", metavar="ID", help="GCP project id."),
+    location: str | None = typer.Option(None, "--location", metavar="LOCATION", help="Bucket location (default US)."),
     readonly: bool = typer.Option(False, "--readonly", help="objectViewer + legacyBucketReader (the default)."),
     full: bool = typer.Option(False, "--full", help="objectAdmin + legacyBucketReader on these buckets only."),
-    service_account: str | None = typer.Option(None, "--service-account", help="Service-account id (default "
-                                               "provision-<prefix>-<ro|rw>)."),
+    service_account: str | None = typer.Option(None, "--service-account", metavar="ID|EMAIL",
+                                               help="Service-account id (default "
+                                                    "provision-<prefix>-<ro|rw>)."),
     hmac: bool = typer.Option(False, "--hmac", help="An HMAC key for the S3-interoperable endpoint instead of a "
                               "JSON key file."),
     keyless: bool = typer.Option(False, "--keyless", help="No secret: the VM's attached service account."),

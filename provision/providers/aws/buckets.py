@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from provision.errors import CloudRefused
+from provision.errors import CloudRefused, counted
 from provision.ledger import Plan
 from provision.models import Resource
 from provision.providers.aws.sdk import answered_errors, error_code
@@ -133,5 +133,5 @@ def empty_bucket(s3: Any, bucket: str, plan: Plan) -> None:
         items = [{"Key": v["Key"], "VersionId": v["VersionId"]}
                  for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
         if items:
-            plan.delete("objects", bucket, f"{len(items)} object versions", s3.delete_objects,
+            plan.delete("objects", bucket, counted(len(items), 'object version'), s3.delete_objects,
                         Bucket=bucket, Delete={"Objects": items, "Quiet": True})

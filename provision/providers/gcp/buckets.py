@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from provision.errors import CloudRefused
+from provision.errors import CloudRefused, counted
 from provision.ledger import Plan
 from provision.models import Resource
 from provision.providers.gcp.sdk import TIMEOUT, storage_retry
@@ -165,8 +165,8 @@ def delete_bucket(storage: Any, name: str, plan: Plan) -> None:
     for blob in storage.list_blobs(name, versions=True, retry=storage_retry(), timeout=TIMEOUT):
         page.append(storage.bucket(name).blob(blob.name, generation=blob.generation))
         if len(page) == 1000:
-            plan.delete("objects", name, f"{len(page)} objects", delete, blobs=page)
+            plan.delete("objects", name, counted(len(page), 'object'), delete, blobs=page)
             page = []
     if page:
-        plan.delete("objects", name, f"{len(page)} objects", delete, blobs=page)
+        plan.delete("objects", name, counted(len(page), 'object'), delete, blobs=page)
     plan.delete("bucket", name, "bucket", storage.bucket(name).delete, retry=storage_retry(), timeout=TIMEOUT)

@@ -81,7 +81,7 @@ class GcsProvider(BaseProvider):
         """
         p = self.profile
         buckets = resolve_buckets(p.buckets, p.prefix, check_gcs_bucket, "bucket")
-        self.options.check(p.sandbox)
+        self.options.check(p.sandbox or sdk.iamless_emulator())
         account_id = self.options.account_id(p.prefix or (p.buckets[0] if p.buckets else "grant"), p.access)
         return buckets, account_id, self.options.account_email(account_id)
 
@@ -144,7 +144,7 @@ class GcsProvider(BaseProvider):
             check_service_account_mark(self.clients, self.email, o.by_email, state, self.profile.adopt)
         for bucket in self.buckets:
             ensure_bucket(storage, bucket, self.project, self.location, o.harden, state, plan, self._api_refused())
-        if self.profile.sandbox:
+        if self.clients.emulated:
             for kind in ("service_account", "bucket_binding"):
                 plan.note("no change", kind, "-", f"skipped: {SANDBOX_NOTE}")
             return self.grant(Ambient())
@@ -226,7 +226,7 @@ class GcsProvider(BaseProvider):
         """A `GcsObjects` store for ``bucket``: the grant's key file when it can do the job (`grant_credential`)
         and is on disk, else the admin credentials (an HMAC key works only on the XML API; the sandbox is
         anonymous)."""
-        credential = None if self.profile.sandbox else grant_credential(state.grant, write)
+        credential = None if self.clients.emulated else grant_credential(state.grant, write)
         creds = None
         if isinstance(credential, KeyFile) and Path(credential.path).is_file():
             creds = self.clients.key_credentials(credential.path)

@@ -11,7 +11,9 @@ Two clients, one per API, both made here and nowhere else:
   the loopback interface is reached with gRPC's local (plaintext, loopback-only) channel credentials.
 
 Admin credentials come from Application Default Credentials (``google.auth.default``) outside the sandbox, and are
-anonymous in the sandbox, whose emulator has no IAM at all.
+anonymous in the sandbox, whose emulator has no IAM at all, and with ``STORAGE_EMULATOR_HOST`` set (any GCS emulator;
+anonymous as google-cloud-storage itself is there: https://cloud.google.com/python/docs/reference/storage/latest/
+google.cloud.storage.client.Client). Either way there is no IAM API: `GcsClients.emulated`.
 
 ``PROVISION_SDK_ATTEMPTS`` (environment): when set, every retried request is tried at most that many times in all
 (the first try included), within the same time budget; unset, only the time budget bounds the retries.
@@ -30,6 +32,10 @@ from urllib.parse import urlparse
 from provision.errors import BadInput, CloudRefused, one_line
 from provision.providers.base import sdk_attempts
 
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+"""Environment variable naming a Cloud Storage emulator (``host:port`` or a URL), as google-cloud-storage reads it."""
+EMULATOR_PROJECT = "emulator"
+"""The project id used with `EMULATOR_ENV` when no ``--project`` is given (an emulator takes any)."""
 IAM_ENDPOINT_ENV = "PROVISION_GCP_IAM_ENDPOINT"
 """Environment variable naming the IAM admin endpoint (``host:port``); default ``iam.googleapis.com``."""
 """Environment variable capping the attempts (first try included) of every retried request; unset: no cap."""
@@ -140,6 +146,20 @@ def iam_retry() -> Any:
 
 
 # ---- clients ---------------------------------------------------------------------------------------------------
+def emulator_host() -> str | None:
+    """``$STORAGE_EMULATOR_HOST`` as a URL (``http://`` added when it has no scheme), or None when unset/empty."""
+    host = os.environ.get(EMULATOR_ENV)
+    if not host:
+        return None
+    return host if "://" in host else f"http://{host}"
+
+
+def iamless_emulator() -> bool:
+    """True when ``STORAGE_EMULATOR_HOST`` names an emulator and no IAM endpoint (`IAM_ENDPOINT_ENV`) is given:
+    Cloud Storage alone, anonymous, with no API for service accounts, bindings or keys."""
+    return emulator_host() is not None and not os.environ.get(IAM_ENDPOINT_ENV)
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -159,6 +179,8 @@ class GcsClients:
 
     def __init__(self, sandbox: bool, project: str | None) -> None:
         self.sandbox = sandbox
+        self.emulator = None if sandbox else emulator_host()
+        self._iamless = sandbox or iamless_emulator()
         self._project = project
         self._info: Any = None
         self._credentials: Any = None
@@ -178,10 +200,19 @@ class GcsClients:
         return self._info
 
     @property
+    def emulated(self) -> bool:
+        """True for an emulator with no IAM API: the sandbox's, or ``STORAGE_EMULATOR_HOST`` without
+        ``PROVISION_GCP_IAM_ENDPOINT`` (`iamless_emulator`). Anonymous credentials; service accounts, bindings and
+        keys are skipped or refused with `provision.providers.gcp.options.SANDBOX_NOTE`."""
+        return self._iamless
+
+    @property
     def project(self) -> str:
-        """The project id: ``--project``, or in the sandbox the sandbox's project."""
+        """The project id: ``--project``, else the sandbox's project, else `EMULATOR_PROJECT` for an emulator."""
         if self._project:
             return self._project
+        if self.emulator is not None:
+            return EMULATOR_PROJECT
         return str(self.sandbox_info().project)
 
     def storage_endpoint(self) -> str | None:
@@ -189,20 +220,17 @@ class GcsClients:
         added when it has no scheme), or None for Google's."""
         if self.sandbox:
             return str(self.sandbox_info().endpoint_url)
-        host = os.environ.get("STORAGE_EMULATOR_HOST")
-        if host:
-            return host if "://" in host else f"http://{host}"
-        return None
+        return self.emulator
 
     def credentials(self) -> Any:
-        """The admin credentials: anonymous in the sandbox, else Application Default Credentials (scope
-        `CLOUD_SCOPE`).
+        """The admin credentials: anonymous on an emulator (`emulated`), else Application Default Credentials
+        (scope `CLOUD_SCOPE`).
 
         Raises:
             CloudRefused: no credentials found (`no_credentials`).
         """
         if self._credentials is None:
-            if self.sandbox:
+            if self.emulated:
                 from google.auth.credentials import AnonymousCredentials
 
                 self._credentials = AnonymousCredentials()

@@ -232,7 +232,7 @@ def verify(clients: GcsClients, grant: Grant | None, location: str) -> list[Veri
         CloudRefused: the probes could not be set up with the admin credentials.
         ProvisionError: the probe objects could not be removed (names what to delete by hand).
     """
-    if clients.sandbox:
+    if clients.emulated:
         raise BadInput(f"nothing true to probe: {SANDBOX_NOTE}, and its emulator enforces no permission",
                        "verify against a real project")
     if grant is None or isinstance(grant.auth, Ambient):
