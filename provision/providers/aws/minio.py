@@ -61,8 +61,9 @@ class AdminRefused(Exception):
 
     @property
     def gone(self) -> bool:
-        """True for "no such user/policy/access key" (404) answers."""
-        return self.status == 404 or self.code in GONE_CODES
+        """True for MinIO's "no such user/policy/access key" answers (a 404 without a MinIO code is another
+        server's)."""
+        return self.code in GONE_CODES or (self.status == 404 and self.code.startswith("XMinio"))
 
 
 class AdminRejected(AdminRefused):
@@ -71,10 +72,11 @@ class AdminRejected(AdminRefused):
 
 def describe(exc: AdminRefused) -> str:
     """One line for an admin-API error, with the fix for the usual causes (no admin rights; not a MinIO)."""
-    text = f"admin API {exc.command}: HTTP {exc.status} {exc.code}: {exc.message}".rstrip(": ")
-    if exc.status == 403 and exc.code in ("AccessDenied", "XMinioAdminAccessDenied", ""):
+    code = f" {exc.code}" if exc.code else ""
+    text = f"admin API {exc.command}: HTTP {exc.status}{code}: {exc.message}".rstrip(": ")
+    if exc.status == 403:
         text += f" ({ADMIN_FIX})"
-    elif exc.status in (400, 404, 405) and not exc.code.startswith("XMinio"):
+    elif not exc.code:
         text += " (the endpoint does not serve MinIO's admin API: if it is not MinIO, pass --issuer aws-iam)"
     return text
 
@@ -132,8 +134,9 @@ class MinioIam:
             try:
                 body = json.loads(exc._body or "{}")
             except ValueError:
-                body = {"Message": " ".join(str(exc._body).split())[:200]}
-            body = body if isinstance(body, dict) else {}
+                body = None
+            if not isinstance(body, dict):
+                body = {"Message": "not an answer of MinIO's admin API"}
             kind = AdminRejected if 400 <= status < 500 else AdminRefused
             raise kind(command, status, str(body.get("Code", "")), str(body.get("Message", ""))) from None
 
@@ -147,6 +150,11 @@ class MinioIam:
             raise
 
     # ---- reads ---------------------------------------------------------------------------------------------
+    def check(self) -> None:
+        """One read (``GET info``) that fails early, before anything is created, when the endpoint is not MinIO or
+        the credential is not an admin."""
+        self._call("info", self.admin.info)
+
     def policy(self, name: str) -> dict[str, Any] | None:
         """The canned policy's document, or None."""
         return self._read("info-canned-policy", self.admin.policy_info, name)  # type: ignore[no-any-return]
@@ -160,25 +168,25 @@ class MinioIam:
         return self._read("info-service-account", self.admin.get_service_account, access_key)  # type: ignore
 
     # ---- changes -------------------------------------------------------------------------------------------
-    def add_policy(self, name: str, document: dict[str, Any]) -> None:
-        """Create or replace the canned policy ``name``."""
-        self._call("add-canned-policy", self.admin.policy_add, name, policy=document)
+    def add_policy(self, policy: str, document: dict[str, Any]) -> None:
+        """Create or replace the canned policy ``policy``."""
+        self._call("add-canned-policy", self.admin.policy_add, policy, policy=document)
 
-    def remove_policy(self, name: str) -> None:
-        """Delete the canned policy ``name``."""
-        self._call("remove-canned-policy", self.admin.policy_remove, name)
+    def remove_policy(self, policy: str) -> None:
+        """Delete the canned policy ``policy``."""
+        self._call("remove-canned-policy", self.admin.policy_remove, policy)
 
-    def add_user(self, name: str, secret: str) -> None:
-        """Create the user ``name`` (enabled), or set its password."""
-        self._call("add-user", self.admin.user_add, name, secret)
+    def add_user(self, user: str, secret: str) -> None:
+        """Create ``user`` (enabled), or set its password."""
+        self._call("add-user", self.admin.user_add, user, secret)
 
-    def enable_user(self, name: str) -> None:
+    def enable_user(self, user: str) -> None:
         """Enable a disabled user."""
-        self._call("set-user-status", self.admin.user_enable, name)
+        self._call("set-user-status", self.admin.user_enable, user)
 
-    def remove_user(self, name: str) -> None:
-        """Delete the user ``name`` (MinIO deletes its access keys with it)."""
-        self._call("remove-user", self.admin.user_remove, name)
+    def remove_user(self, user: str) -> None:
+        """Delete ``user`` (MinIO deletes its access keys with it)."""
+        self._call("remove-user", self.admin.user_remove, user)
 
     def attach(self, user: str, policy: str) -> None:
         """Attach ``policy`` to ``user``."""
@@ -239,11 +247,11 @@ def ensure_minio(aws: AwsProvider, iam: MinioIam, state: Any, plan: Plan) -> Key
     current = iam.policy(policy)
     if current is None:
         plan.create(Resource(kind="minio_policy", name=policy, created=True), f"canned policy: {what}",
-                    iam.add_policy, (AdminRejected,), name=policy, document=desired)
+                    iam.add_policy, (AdminRejected,), policy=policy, document=desired)
     else:
         plan.adopt(Resource(kind="minio_policy", name=policy, created=False))
         if not same_policy(current, desired):
-            plan.update("minio_policy", policy, f"now {what}", iam.add_policy, name=policy, document=desired)
+            plan.update("minio_policy", policy, f"now {what}", iam.add_policy, policy=policy, document=desired)
         else:
             plan.note("no change", "minio_policy", policy, what)
 
@@ -252,13 +260,13 @@ def ensure_minio(aws: AwsProvider, iam: MinioIam, state: Any, plan: Plan) -> Key
     if info is None:
         secret = secrets.token_hex(20)
         plan.create(Resource(kind="minio_user", name=user, created=True), "MinIO user (random password, never "
-                    "stored: only its access keys are used)", iam.add_user, (AdminRejected,), name=user, secret=secret)
+                    "stored: only its access keys are used)", iam.add_user, (AdminRejected,), user=user, secret=secret)
     else:
         if not plan.adopt(Resource(kind="minio_user", name=user, created=False)):
             plan.note("no change", "minio_user", user, "MinIO user")
         if info.get("status", "enabled") != "enabled":
             plan.update("minio_user", user, "enable (it was disabled: its keys did not work)", iam.enable_user,
-                        name=user)
+                        user=user)
 
     attached = [p for p in (info or {}).get("policyName", "").split(",") if p]
     link = Resource(kind="minio_policy_attachment", name=policy, created=True, parent=user)
@@ -295,7 +303,7 @@ def ensure_minio(aws: AwsProvider, iam: MinioIam, state: Any, plan: Plan) -> Key
             return None
         secret = secrets.token_hex(20)
         plan.update("minio_user", user, "new random password, to sign its new access key (never stored)",
-                    iam.add_user, name=user, secret=secret)
+                    iam.add_user, user=user, secret=secret)
     expiration = aws.options.expiry(now)
 
     def keep(answer: dict[str, Any]) -> tuple[Resource, Any]:  # the secret exists only in this answer
@@ -344,9 +352,9 @@ def delete_resource(iam: MinioIam, r: Resource, plan: Plan) -> None:
         elif r.kind == "minio_policy_attachment":
             plan.delete(r.kind, f"{r.parent}/{r.name}", "detach", iam.detach, user=r.parent, policy=r.name)
         elif r.kind == "minio_user":
-            plan.delete(r.kind, r.name, "MinIO user (and its access keys)", iam.remove_user, name=r.name)
+            plan.delete(r.kind, r.name, "MinIO user (and its access keys)", iam.remove_user, user=r.name)
         elif r.kind == "minio_policy":
-            plan.delete(r.kind, r.name, "canned policy", iam.remove_policy, name=r.name)
+            plan.delete(r.kind, r.name, "canned policy", iam.remove_policy, policy=r.name)
     except AdminRefused as exc:
         if not exc.gone:
             raise

@@ -153,6 +153,8 @@ class AwsProvider(BaseProvider):
         s3 = self.client("s3")
         region = self.sdk.region()
         issuer = self.issuer()
+        if issuer == "minio":
+            self.minio_iam().check()
         for bucket in self.buckets:
             s3_buckets.ensure_bucket(s3, bucket, region, plan)
         if issuer == "minio":
