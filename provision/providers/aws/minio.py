@@ -27,7 +27,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from provision.errors import CloudRefused
+from provision.errors import BadInput, CloudRefused
 from provision.ledger import Plan
 from provision.models import KeyPair, Resource
 from provision.policies import s3_policy, same_policy
@@ -294,6 +294,11 @@ def ensure_minio(aws: AwsProvider, iam: MinioIam, state: Any, plan: Plan) -> Key
         if not problem and not plan.rotate:
             plan.note("no change", "minio_access_key", stored.access_key, f"of {user}")
             return stored
+    try:
+        expiration = aws.options.expiry(now)
+    except BadInput as exc:  # an instant given earlier that has passed since
+        plan.blocked(BadInput(f"{problem or 'rotation'}, and {exc.message}", exc.hint), "minio_access_key", user)
+        return None
     if secret is None:
         if ours is None or not ours.created:
             plan.blocked(CloudRefused(
@@ -304,7 +309,6 @@ def ensure_minio(aws: AwsProvider, iam: MinioIam, state: Any, plan: Plan) -> Key
         secret = secrets.token_hex(20)
         plan.update("minio_user", user, "new random password, to sign its new access key (never stored)",
                     iam.add_user, user=user, secret=secret)
-    expiration = aws.options.expiry(now)
 
     def keep(answer: dict[str, Any]) -> tuple[Resource, Any]:  # the secret exists only in this answer
         key = _key_pair(answer)

@@ -82,7 +82,8 @@ class AwsOptions(BaseModel):
 
         Raises:
             BadInput: ``--iam-role`` or ``--iam-endpoint-url`` with ``minio``; ``--key-expiry`` with ``aws-iam``;
-                a ``--key-expiry`` that `provision.names.parse_expiry` refuses.
+                a ``--key-expiry`` that is not ``Nd``, ``Nh`` or an instant with a zone (whether it is still in the
+                future is checked when a key is issued: `expiry`).
         """
         if self.issuer == "minio" and self.iam_role:
             raise BadInput("--iam-role does not apply to --issuer minio (MinIO has no IAM roles)",
@@ -94,7 +95,7 @@ class AwsOptions(BaseModel):
             if self.issuer == "aws-iam" or self.iam_role:
                 raise BadInput("--key-expiry applies to --issuer minio only (IAM access keys do not expire)",
                                "drop --key-expiry, or rotate IAM keys with --rotate")
-            self.expiry(datetime.now(timezone.utc))
+            self.expiry(datetime(1970, 1, 1, tzinfo=timezone.utc))  # the form only: an instant may pass later
 
     def expiry(self, now: datetime) -> datetime | None:
         """The access key's expiry for a key issued at ``now`` (aware UTC), or None when it never expires.
