@@ -300,7 +300,8 @@ def render_smokescreen(grant: Grant, out: Path) -> list[RenderedFile]:
     files = []
     for name, template in templates.items():
         text = env.get_template(template).render(host=host, addresses=addresses, opts=opts,
-                                                 services=SMOKESCREEN_SERVICES)
+                                                 services=SMOKESCREEN_SERVICES, loopback=all(
+                                                     ipaddress.ip_address(a).is_loopback for a in addresses))
         if yaml.safe_load(text) != wanted[name]:
             raise BadInput(f"{name} would not read back as written", "report this as a bug")
         path = out / name
