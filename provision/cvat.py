@@ -5,6 +5,7 @@ so the file and the API call cannot disagree. Idempotent: CVAT is asked for its 
 resource and provider (``GET /api/cloudstorages?resource=...&provider_type=...``); one with the same endpoint is
 updated in place (``PATCH /api/cloudstorages/<id>``), otherwise one is created (``POST /api/cloudstorages``).
 CVAT never returns credentials, so an existing entry is always PATCHed (a rotated key reaches CVAT on re-run).
+The body's field lengths are checked against CVAT's limits (`provision.render.cvat.CVAT_LIMITS`) before any request.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import parse_qsl
 from provision.errors import BadInput, CloudRefused, MissingExtra
 from provision.models import Grant
 from provision.render import cvat_cloudstorage_body, mask_text, secrets_of
+from provision.render.cvat import denied_address, endpoint_host, smokescreen_advice
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ def attach(grant: Grant, url: str, *, token: str | None = None, username: str | 
         BadInput: neither or both of ``token`` and ``username``/``password``; a grant CVAT cannot use; CVAT is not
             reachable at ``url``; several cloud storages for this bucket exist and none has ``display_name``.
         CloudRefused: CVAT refused the login or the cloud storage (its message, secrets masked), e.g. when it
-            cannot reach the bucket with the key.
+            cannot reach the bucket with the key; when its SSRF proxy denied the endpoint's private address, the
+            message says so and the hint gives ``SMOKESCREEN_OPTS`` (`provision.render.cvat.smokescreen_advice`).
         MissingExtra: cvat-sdk is not installed.
     """
     if token and (username or password):
@@ -115,6 +118,11 @@ def attach(grant: Grant, url: str, *, token: str | None = None, username: str | 
     def refused(exc: Any, doing: str) -> CloudRefused:
         status = getattr(exc, "status", None)
         detail = mask_text(_detail(getattr(exc, "body", None)) or str(getattr(exc, "reason", "")), secrets)
+        denied = denied_address(detail)
+        if denied is not None:  # CVAT's SSRF proxy refused a private address
+            return CloudRefused(f"CVAT at {url} cannot reach the storage endpoint {endpoint_host(grant)} ({denied}): "
+                                "its SSRF proxy (smokescreen) denies private addresses",
+                                smokescreen_advice(grant, denied))
         if status in (401, 403) or doing == "the login":
             return CloudRefused(f"CVAT at {url} refused {doing} (HTTP {status}: {detail})",
                                 "check --token, or --username and --password, and that the user may manage "

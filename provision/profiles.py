@@ -28,6 +28,10 @@ class Profile(BaseModel):
         user: AWS IAM user name (default ``provision-<prefix or first bucket>-<access>``).
         region: cloud region (AWS default: the SDK's configured region, else ``us-east-1``).
         endpoint_url: an S3-compatible endpoint (MinIO, the sandbox); None for AWS itself.
+        issuer: S3: who issues the credential, ``aws-iam`` (IAM's API) or ``minio`` (MinIO's admin API); None:
+            detected from the endpoint.
+        iam_endpoint_url: S3 ``aws-iam``: the IAM endpoint when it is not the S3 endpoint (Wasabi).
+        key_expiry: S3 ``minio``: the access key's lifetime (``30d``, ``12h`` or an ISO-8601 UTC instant).
         sandbox: take endpoints and admin credentials from the running ``provision sandbox``.
         account: Azure storage account name.
         resource_group: Azure resource group (default ``provision-<account>``).
@@ -57,6 +61,9 @@ class Profile(BaseModel):
     user: str | None = None
     region: str | None = None
     endpoint_url: str | None = None
+    issuer: Literal["aws-iam", "minio"] | None = None
+    iam_endpoint_url: str | None = None
+    key_expiry: str | None = None
     sandbox: bool = False
     account: str | None = None
     resource_group: str | None = None
@@ -75,7 +82,7 @@ class Profile(BaseModel):
     adopt: bool = False
     shared_account: bool = False
 
-    @field_validator("endpoint_url")
+    @field_validator("endpoint_url", "iam_endpoint_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -84,7 +91,7 @@ class Profile(BaseModel):
 
 
 PROVIDER_FIELDS: dict[str, set[str]] = {
-    "s3": {"iam_role", "user", "region", "endpoint_url"},
+    "s3": {"iam_role", "user", "region", "endpoint_url", "issuer", "iam_endpoint_url", "key_expiry"},
     "azure": {"account", "resource_group", "location", "subscription", "connection_string", "sas_expiry",
               "renew_before", "account_key", "keyless", "principal_id", "harden", "shared_account"},
     "gcs": {"location", "project", "service_account", "hmac", "keyless", "harden"},

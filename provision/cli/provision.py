@@ -40,6 +40,14 @@ def s3_command(
                                       help="Bucket region (default: the SDK's, or us-east-1)."),
     endpoint_url: str | None = typer.Option(None, "--endpoint-url", metavar="URL",
                                             help="S3-compatible endpoint (MinIO...)."),
+    issuer: str | None = typer.Option(None, "--issuer", metavar="aws-iam|minio", help="Who issues the key: "
+                                      "aws-iam (AWS, Ceph RGW, Wasabi) or minio (MinIO's admin API). Default: "
+                                      "detected from the endpoint (MinIO answers Server: MinIO)."),
+    iam_endpoint_url: str | None = typer.Option(None, "--iam-endpoint-url", metavar="URL", help="aws-iam: the IAM "
+                                                "endpoint when it is not the S3 one (Wasabi: "
+                                                "https://iam.wasabisys.com)."),
+    key_expiry: str | None = typer.Option(None, "--key-expiry", metavar="DURATION", help="minio: the access key's "
+                                          "lifetime: 30d, 12h or 2027-01-31T00:00:00Z (default: no expiry)."),
     rotate: bool = ROTATE,
     no_verify: bool = NO_VERIFY,
     env: str = ENV,
@@ -52,7 +60,8 @@ def s3_command(
 ) -> None:
     """Buckets with secure defaults and a least-privilege IAM user + access key (or role) for exactly them."""
     overrides = {"buckets": buckets, "prefix": prefix, "iam_role": iam_role, "user": user, "region": region,
-                 "endpoint_url": endpoint_url, "access": _access(readonly, full), "adopt": adopt or None}
+                 "endpoint_url": endpoint_url, "issuer": issuer, "iam_endpoint_url": iam_endpoint_url,
+                 "key_expiry": key_expiry, "access": _access(readonly, full), "adopt": adopt or None}
     _apply("s3", env, grant, yes, overrides, dry_run, json_out, show_secrets, rotate, not no_verify)
 
 

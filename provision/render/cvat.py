@@ -1,5 +1,6 @@
 """The CVAT target: ``cvat-cloudstorage.json``, the body of CVAT's ``POST /api/cloudstorages`` for one bucket of the
-grant (what ``provision cvat attach`` sends), through ``templates/cvat/cloudstorage.json.j2``.
+grant (what ``provision cvat attach`` sends), through ``templates/cvat/cloudstorage.json.j2``; and, when the storage
+endpoint is on a private address, the settings that let CVAT's SSRF proxy reach it (`render_smokescreen`).
 
 Fields: cvat-sdk 2.80 ``CloudStorageWriteRequest``
 (https://docs.cvat.ai/docs/api_sdk/sdk/reference/models/cloud-storage-write-request/).
@@ -7,9 +8,13 @@ Fields: cvat-sdk 2.80 ``CloudStorageWriteRequest``
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from provision.errors import BadInput
 from provision.models import Grant, KeyPair, SasToken
@@ -25,6 +30,17 @@ CVAT_LIMITS = {"display_name": 63, "key": 40, "secret_key": 64, "session_token":
                "connection_string": 1024, "specific_attributes": 1024}
 """Maximum lengths CVAT's serializer accepts (cvat-sdk 2.80 ``CloudStorageWriteRequest`` validations)."""
 AWS_S3_ENDPOINT = "s3.amazonaws.com"
+SMOKESCREEN_FILE = "cvat-smokescreen.override.yml"
+HELM_VALUES_FILE = "cvat-helm-values.yml"
+PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "::1/128"))
+"""Addresses CVAT's smokescreen denies as a private range unless allowed (loopback, RFC 1918, IPv6 unique local)."""
+SMOKESCREEN_SERVICES = ("cvat_server", "cvat_worker_import", "cvat_worker_export", "cvat_worker_annotation",
+                        "cvat_worker_chunks")
+"""CVAT's Compose services that read cloud storage (attach and listing, task creation, export, auto-annotation,
+chunk preparation); each runs its own smokescreen with ``SMOKESCREEN_OPTS`` (CVAT's ``docker-compose.yml``:
+``x-backend-env``, https://github.com/cvat-ai/cvat/blob/develop/docker-compose.yml)."""
+_DENIED = re.compile(r"destination address \(?([0-9A-Fa-f:.]+)\)? was denied by rule '?Deny: Private Range", re.I)
 
 
 def cvat_specific_attributes(grant: Grant) -> str:
@@ -204,10 +220,100 @@ def render_cvat(grant: Grant, out: Path, bucket: str | None = None, display_name
     return [decide(path, text, text, read_text_exact(path), holds_secret(grant))]
 
 
+def endpoint_host(grant: Grant) -> str:
+    """The host name or address of the grant's storage endpoint (from ``endpoint_url`` when set)."""
+    if grant.endpoint_url:
+        return urlparse(grant.endpoint_url).hostname or grant.endpoint
+    return urlparse(grant.endpoint).hostname or grant.endpoint if "://" in grant.endpoint else grant.endpoint
+
+
+def private_addresses(host: str) -> list[str]:
+    """The addresses of ``host`` in `PRIVATE_NETWORKS`: the host itself when it is one, else what it resolves to
+    here (an unresolvable name gives none).
+
+    Returns:
+        The addresses, in resolution order, without repeats (empty for a public endpoint).
+    """
+    try:
+        found = [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        try:
+            found = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in socket.getaddrinfo(host, None)]
+        except (OSError, UnicodeError, ValueError):
+            found = []
+    out: list[str] = []
+    for ip in found:
+        if any(ip.version == net.version and ip in net for net in PRIVATE_NETWORKS) and str(ip) not in out:
+            out.append(str(ip))
+    return out
+
+
+def smokescreen_opts(addresses: list[str]) -> str:
+    """``SMOKESCREEN_OPTS`` allowing exactly ``addresses`` (smokescreen's ``--allow-address``,
+    https://github.com/stripe/smokescreen)."""
+    return " ".join(f"--allow-address={a}" for a in addresses)
+
+
+def denied_address(message: str) -> str | None:
+    """The address in CVAT's smokescreen denial ("The destination address (10.0.0.5) was denied by rule 'Deny:
+    Private Range'"), or None when ``message`` is not one."""
+    match = _DENIED.search(message)
+    return match.group(1) if match else None
+
+
+def smokescreen_advice(grant: Grant, denied: str | None = None) -> str:
+    """What to do when CVAT's SSRF proxy refuses the grant's endpoint: the ``SMOKESCREEN_OPTS`` value and the files
+    ``render-env --target cvat`` writes for it (one line). ``denied``: the address CVAT named, if any."""
+    addresses = [denied] if denied else private_addresses(endpoint_host(grant))
+    opts = smokescreen_opts(addresses) or "--allow-address=<the endpoint's IP>"
+    return (f"allow it with SMOKESCREEN_OPTS={opts} on CVAT's backend services: `provision render-env --target cvat` "
+            f"writes {SMOKESCREEN_FILE} (docker compose -f docker-compose.yml -f {SMOKESCREEN_FILE} up -d) and "
+            f"{HELM_VALUES_FILE} (helm upgrade RELEASE cvat/cvat --reuse-values -f {HELM_VALUES_FILE})")
+
+
+def render_smokescreen(grant: Grant, out: Path) -> list[RenderedFile]:
+    """When the grant's endpoint is on a private address (`private_addresses`), ``out/cvat-smokescreen.override.yml``
+    (a Compose override setting ``SMOKESCREEN_OPTS`` on `SMOKESCREEN_SERVICES`) and ``out/cvat-helm-values.yml``
+    (the chart's ``smokescreen.opts``), each parsed back and compared before anything is written; none for a public
+    endpoint. CVAT's proxy denies private ranges by default; its Compose file passes ``SMOKESCREEN_OPTS`` to the
+    backend services (https://github.com/cvat-ai/cvat/blob/develop/docker-compose.yml) and its Helm chart takes
+    ``smokescreen.opts`` (https://github.com/cvat-ai/cvat/blob/develop/helm-chart/values.yaml).
+
+    Returns:
+        Zero or two files (no secret in them).
+
+    Raises:
+        BadInput: a file would not read back as intended.
+    """
+    import yaml
+
+    host = endpoint_host(grant)
+    addresses = private_addresses(host)
+    if not addresses:
+        return []
+    opts = smokescreen_opts(addresses)
+    env = environment()
+    wanted = {SMOKESCREEN_FILE: {"services": {s: {"environment": {"SMOKESCREEN_OPTS": opts}}
+                                              for s in SMOKESCREEN_SERVICES}},
+              HELM_VALUES_FILE: {"smokescreen": {"opts": opts}}}
+    templates = {SMOKESCREEN_FILE: "cvat/smokescreen.override.yml.j2", HELM_VALUES_FILE: "cvat/helm-values.yml.j2"}
+    files = []
+    for name, template in templates.items():
+        text = env.get_template(template).render(host=host, addresses=addresses, opts=opts,
+                                                 services=SMOKESCREEN_SERVICES, loopback=all(
+                                                     ipaddress.ip_address(a).is_loopback for a in addresses))
+        if yaml.safe_load(text) != wanted[name]:
+            raise BadInput(f"{name} would not read back as written", "report this as a bug")
+        path = out / name
+        files.append(decide(path, text, text, read_text_exact(path), secret=False))
+    return files
+
+
 def render(state: Any, out: Path, options: dict[str, Any]) -> list[RenderedFile]:
     """`render_cvat` for ``state``'s grant with the render ``options`` ``bucket``, ``display_name`` and
-    ``manifests``."""
+    ``manifests``, then `render_smokescreen` (the endpoint on a private address)."""
     grant = state.one(options.get("grant"), "render-env --target cvat").grant
-    return render_cvat(grant, out, options.get("bucket"), options.get("display_name"), options.get("manifests"))
+    files = render_cvat(grant, out, options.get("bucket"), options.get("display_name"), options.get("manifests"))
+    return files + render_smokescreen(grant, out)
 
 

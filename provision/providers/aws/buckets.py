@@ -23,6 +23,9 @@ PUBLIC_ACCESS_BLOCK = {
 SECURE_SSE = ("AES256", "aws:kms", "aws:kms:dsse")
 """Default-encryption algorithms accepted as secure on an adopted bucket (SSE-S3 is what we set)."""
 OWNER_ENFORCED = {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+UNSUPPORTED = ("NotImplemented", "501", "KMSNotConfigured", "XMinioKMSNotConfigured")
+"""Error codes of a server that does not implement a setting (MinIO answers ``NotImplemented`` for public access
+blocks and ownership controls: https://min.io/docs/minio/linux/reference/s3-api-compatibility.html)."""
 SSE_S3 = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
 
 
@@ -73,12 +76,15 @@ def ensure_bucket(s3: Any, name: str, region: str, plan: Plan) -> None:
 
 def secure_bucket(s3: Any, name: str, new: bool, plan: Plan) -> None:
     """Public access block (all four), SSE-S3 default encryption unless a secure one is set, ownership
-    BucketOwnerEnforced; what is already so is left alone (``no change``).
+    BucketOwnerEnforced; what is already so is left alone (``no change``); a setting the server does not implement
+    (`UNSUPPORTED`, e.g. MinIO's public access block) is skipped and noted, not a failure.
 
     Args:
         s3: an admin S3 client. name: the bucket. new: created by this run (nothing to read).
         plan: the ledger.
     """
+
+    unsupported: list[str] = []
 
     def read(call: Callable[..., Any], missing: str) -> Any:
         try:
@@ -88,29 +94,51 @@ def secure_bucket(s3: Any, name: str, new: bool, plan: Plan) -> None:
                 return None
             raise
 
+    def update(setting: str, call: Callable[..., Any], **kwargs: Any) -> bool:
+        """The change through ``plan``; False (and noted) when the server does not implement the setting."""
+        try:
+            plan.update("bucket", name, setting, call, Bucket=name, **kwargs)
+            return True
+        except answered_errors() as exc:
+            if error_code(exc) not in UNSUPPORTED:
+                raise
+            unsupported.append(setting.split(":")[0])
+            return False
+
+    def supported_read(call: Callable[..., Any], missing: str, setting: str) -> Any:
+        try:
+            return read(call, missing)
+        except answered_errors() as exc:
+            if error_code(exc) not in UNSUPPORTED:
+                raise
+            unsupported.append(setting)
+            return UNSUPPORTED
+
     changed = False
-    pab = None if new else read(s3.get_public_access_block, "NoSuchPublicAccessBlockConfiguration")
-    if pab is None or pab["PublicAccessBlockConfiguration"] != PUBLIC_ACCESS_BLOCK:
-        plan.update("bucket", name, "public access block: all four on", s3.put_public_access_block,
-                    Bucket=name, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
-        changed = True
-    enc = None if new else read(s3.get_bucket_encryption, "ServerSideEncryptionConfigurationNotFoundError")
+    pab = None if new else supported_read(s3.get_public_access_block, "NoSuchPublicAccessBlockConfiguration",
+                                          "public access block")
+    if pab is not UNSUPPORTED and (pab is None or pab["PublicAccessBlockConfiguration"] != PUBLIC_ACCESS_BLOCK):
+        changed = update("public access block: all four on", s3.put_public_access_block,
+                         PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK) or changed
+    enc = None if new else supported_read(s3.get_bucket_encryption, "ServerSideEncryptionConfigurationNotFoundError",
+                                          "default encryption")
     algorithms = [
         r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm")
-        for r in (enc or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
+        for r in ({} if enc is UNSUPPORTED else enc or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
     ]
-    if not any(a in SECURE_SSE for a in algorithms):
-        plan.update("bucket", name, "default encryption: SSE-S3 (AES256)", s3.put_bucket_encryption,
-                    Bucket=name, ServerSideEncryptionConfiguration=SSE_S3)
-        changed = True
+    if enc is not UNSUPPORTED and not any(a in SECURE_SSE for a in algorithms):
+        changed = update("default encryption: SSE-S3 (AES256)", s3.put_bucket_encryption,
+                         ServerSideEncryptionConfiguration=SSE_S3) or changed
     if not new:  # a new bucket got BucketOwnerEnforced with CreateBucket
-        own = read(s3.get_bucket_ownership_controls, "OwnershipControlsNotFoundError")
-        rules = [r.get("ObjectOwnership") for r in (own or {}).get("OwnershipControls", {}).get("Rules", [])]
-        if rules != ["BucketOwnerEnforced"]:
-            plan.update("bucket", name, "object ownership: BucketOwnerEnforced (ACLs off)",
-                        s3.put_bucket_ownership_controls, Bucket=name, OwnershipControls=OWNER_ENFORCED)
-            changed = True
-    if not new and not changed:
+        own = supported_read(s3.get_bucket_ownership_controls, "OwnershipControlsNotFoundError", "object ownership")
+        rules = [r.get("ObjectOwnership") for r in ({} if own is UNSUPPORTED else own or {}).get(
+            "OwnershipControls", {}).get("Rules", [])]
+        if own is not UNSUPPORTED and rules != ["BucketOwnerEnforced"]:
+            changed = update("object ownership: BucketOwnerEnforced (ACLs off)", s3.put_bucket_ownership_controls,
+                             OwnershipControls=OWNER_ENFORCED) or changed
+    if unsupported:
+        plan.note("no change", "bucket", name, f"{', '.join(unsupported)}: not implemented by this server (skipped)")
+    if not new and not changed and not unsupported:
         plan.note("no change", "bucket", name, "private, encrypted, owner-enforced")
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from provision.errors import BadInput
 from provision.models import Access
-from provision.names import check_iam_name
+from provision.names import check_iam_name, parse_expiry
 
 USER_PREFIX = "provision-"
 """Default IAM user names start with this."""
@@ -21,7 +22,14 @@ class AwsOptions(BaseModel):
         iam_role: IAM-role mode: this role + an instance profile of the same name, no user, no key.
         user: IAM user name (default ``provision-<prefix or first bucket>-<access>``).
         region: AWS region (default: the SDK's configured region, else ``us-east-1``).
-        endpoint_url: an S3-compatible endpoint with an IAM API (the sandbox, ...); None for AWS itself.
+        endpoint_url: an S3-compatible endpoint (the sandbox, MinIO, Ceph RGW, Wasabi ...); None for AWS itself.
+        issuer: who issues the credential: ``aws-iam`` (AWS's IAM API: AWS, Ceph RGW, Wasabi, the sandbox's moto) or
+            ``minio`` (MinIO's admin API: a canned policy, a user and an access key); None: detected from the
+            endpoint (`provision.providers.aws.minio.detect_issuer`).
+        iam_endpoint_url: ``aws-iam`` only: where IAM is served when not on the S3 endpoint (Wasabi:
+            ``https://iam.wasabisys.com``).
+        key_expiry: ``minio`` only: the access key's lifetime (``30d``, ``12h`` or an ISO-8601 UTC instant); None:
+            it never expires.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -30,8 +38,11 @@ class AwsOptions(BaseModel):
     user: str | None = None
     region: str | None = None
     endpoint_url: str | None = None
+    issuer: Literal["aws-iam", "minio"] | None = None
+    iam_endpoint_url: str | None = None
+    key_expiry: str | None = None
 
-    @field_validator("endpoint_url")
+    @field_validator("endpoint_url", "iam_endpoint_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -52,11 +63,44 @@ class AwsOptions(BaseModel):
 
         Raises:
             BadInput: both ``iam_role`` and ``user`` are set; the name is not a valid IAM name (see
-                `provision.names.check_iam_name`).
+                `provision.names.check_iam_name`); what `check_issuer` refuses.
         """
+        self.check_issuer()
         if self.iam_role and self.user:
             raise BadInput("--iam-role and --user are mutually exclusive", "IAM-role mode has no user; drop --user")
         if self.iam_role:
             return "role", check_iam_name(self.iam_role, "--iam-role")
         name = self.user or f"{USER_PREFIX}{prefix or buckets[0]}"[:55] + f"-{access.value}"
         return "user", check_iam_name(name, "--user")
+
+    def check_issuer(self) -> None:
+        """Refuse options that do not apply to the chosen ``issuer`` (an undetected one allows both sets).
+
+        MinIO has no IAM roles and serves its admin API on the S3 endpoint; IAM access keys carry no expiry
+        (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_access-keys.html), MinIO's do
+        (https://min.io/docs/minio/linux/administration/identity-access-management/minio-user-management.html).
+
+        Raises:
+            BadInput: ``--iam-role`` or ``--iam-endpoint-url`` with ``minio``; ``--key-expiry`` with ``aws-iam``;
+                a ``--key-expiry`` that is not ``Nd``, ``Nh`` or an instant with a zone (whether it is still in the
+                future is checked when a key is issued: `expiry`).
+        """
+        if self.issuer == "minio" and self.iam_role:
+            raise BadInput("--iam-role does not apply to --issuer minio (MinIO has no IAM roles)",
+                           "drop --iam-role: MinIO gets a user and an access key")
+        if self.issuer == "minio" and self.iam_endpoint_url:
+            raise BadInput("--iam-endpoint-url does not apply to --issuer minio (its admin API is on the S3 "
+                           "endpoint)", "drop --iam-endpoint-url")
+        if self.key_expiry is not None:
+            if self.issuer == "aws-iam" or self.iam_role:
+                raise BadInput("--key-expiry applies to --issuer minio only (IAM access keys do not expire)",
+                               "drop --key-expiry, or rotate IAM keys with --rotate")
+            self.expiry(datetime(1970, 1, 1, tzinfo=timezone.utc))  # the form only: an instant may pass later
+
+    def expiry(self, now: datetime) -> datetime | None:
+        """The access key's expiry for a key issued at ``now`` (aware UTC), or None when it never expires.
+
+        Raises:
+            BadInput: see `provision.names.parse_expiry`.
+        """
+        return None if self.key_expiry is None else parse_expiry(self.key_expiry, now, "--key-expiry")

@@ -1,8 +1,9 @@
-"""`AwsProvider`: S3 buckets and a least-privilege IAM user (or role) for them, on AWS or any S3-compatible
-endpoint with an IAM API (such as the sandbox's moto server).
+"""`AwsProvider`: S3 buckets and a least-privilege credential for them, issued by AWS's IAM API (AWS, and
+IAM-shaped servers: Ceph RGW, Wasabi, the sandbox's moto) or by MinIO's admin API (the ``minio`` issuer).
 
-The work is split by concern: `sdk` (the one client seam), `buckets`, `credentials`, `destroy`, `verify` and
-`objects` (the data commands); this class wires them into `provision.providers.base.BaseProvider`.
+The work is split by concern: `sdk` (the one client seam), `buckets`, `credentials` (IAM), `minio` (MinIO's admin
+API), `destroy`, `verify` and `objects` (the data commands); this class wires them into
+`provision.providers.base.BaseProvider`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from provision.names import check_s3_bucket, resolve_buckets
 from provision.policies import IAM_ROLE_INLINE_LIMIT, IAM_USER_INLINE_LIMIT, policy_json, s3_policy
 from provision.profiles import Profile
 from provision.providers.aws import buckets as s3_buckets
-from provision.providers.aws import credentials, destroy, sdk
+from provision.providers.aws import credentials, destroy, minio, sdk
 from provision.providers.aws.objects import S3Objects
 from provision.providers.aws.options import AwsOptions
 from provision.providers.aws.verify import verify_key
@@ -24,7 +25,8 @@ from provision.providers.base import BaseProvider, Plan, VerifyRow, grant_creden
 
 
 class AwsProvider(BaseProvider):
-    """Provision S3 buckets and a least-privilege IAM user (or role) for them.
+    """Provision S3 buckets and a least-privilege IAM user (or role) for them; with the ``minio`` issuer, a MinIO
+    user with a canned policy and an access key (`provision.providers.aws.minio`).
 
     Args:
         profile: the validated inputs (``provider == "s3"``). No I/O happens here.
@@ -48,6 +50,8 @@ class AwsProvider(BaseProvider):
         self.sdk = sdk.AwsSdk(self.options, profile.sandbox)
         self.role: str | None = None
         self.user: str | None = None
+        self._issuer: str | None = None
+        self._minio: minio.MinioIam | None = None
         self.buckets = self.check()
 
     # ---- validation (pure, before any call) -------------------------------------------------------------------
@@ -68,7 +72,7 @@ class AwsProvider(BaseProvider):
         else:
             self.user, limit = name, IAM_USER_INLINE_LIMIT
         size = len(policy_json(s3_policy(buckets, p.access)))
-        if size > limit:
+        if size > limit and self.options.issuer != "minio":  # MinIO has no inline-policy quota
             raise BadInput(
                 f"the policy for {len(buckets)} buckets is {size} characters, over IAM's inline limit of {limit}",
                 "split the buckets across environments (--env)",
@@ -81,12 +85,48 @@ class AwsProvider(BaseProvider):
 
     # ---- the SDK's errors -------------------------------------------------------------------------------------
     def refused_errors(self) -> tuple[type[BaseException], ...]:
-        """botocore's ``ClientError`` and ``BotoCoreError`` (the base tells `unreachable_errors` apart first)."""
-        return sdk.sdk_errors()
+        """botocore's ``ClientError`` and ``BotoCoreError``, and MinIO's admin-API answers
+        (`provision.providers.aws.minio.AdminRefused`); the base tells `unreachable_errors` apart first."""
+        return sdk.sdk_errors() + minio.admin_errors()
 
     def unreachable_errors(self) -> tuple[type[BaseException], ...]:
-        """botocore's connection and timeout errors (`provision.providers.aws.sdk.unreachable_errors`)."""
-        return sdk.unreachable_errors()
+        """botocore's connection and timeout errors (`provision.providers.aws.sdk.unreachable_errors`), and
+        urllib3's (what ``MinioAdmin`` raises when MinIO does not answer)."""
+        import urllib3
+
+        return sdk.unreachable_errors() + (urllib3.exceptions.HTTPError,)
+
+    def describe(self, exc: BaseException) -> str:
+        """One line for ``exc``; an admin-API error names the command and the fix (`minio.describe`)."""
+        if isinstance(exc, minio.AdminRefused):
+            return minio.describe(exc)
+        return super().describe(exc)
+
+    # ---- the issuer -------------------------------------------------------------------------------------------
+    def issuer(self) -> str:
+        """Who issues the credential: ``--issuer``, else ``aws-iam`` on AWS itself, else what the endpoint says it
+        is (`provision.providers.aws.minio.detect_issuer`: one read request). Sets `service` to ``MinIO`` for the
+        ``minio`` issuer (error messages name it).
+
+        Raises:
+            BadInput: an option that does not apply to the detected issuer
+                (`provision.providers.aws.options.AwsOptions.check_issuer`).
+        """
+        if self._issuer is None:
+            issuer = self.options.issuer
+            if issuer is None:
+                issuer = minio.detect_issuer(self.client("s3")) if self.sdk.endpoint_url() else "aws-iam"
+                self.options.model_copy(update={"issuer": issuer}).check_issuer()
+            self._issuer = issuer
+            if issuer == "minio":
+                self.service = "MinIO"
+        return self._issuer
+
+    def minio_iam(self) -> minio.MinioIam:
+        """The admin-API calls of the ``minio`` issuer, with the admin credential (one per provider object)."""
+        if self._minio is None:
+            self._minio = minio.MinioIam(self.sdk.minio_admin(), self.sdk.minio_admin)
+        return self._minio
 
     def missing_credentials(self, exc: BaseException) -> ProvisionError | None:
         """`CloudRefused` naming the fix when botocore found no credentials (``NoCredentialsError``)."""
@@ -100,7 +140,8 @@ class AwsProvider(BaseProvider):
     # ---- apply ------------------------------------------------------------------------------------------------
     def ensure(self, state: Any, plan: Plan) -> Grant | None:
         """Ensure the buckets (private, encrypted, owner-enforced), the policy and the credential (an access key,
-        or in IAM-role mode the role and its instance profile).
+        or in IAM-role mode the role and its instance profile; with the ``minio`` issuer the canned policy, user and
+        access key of `provision.providers.aws.minio.ensure_minio`).
 
         Returns:
             The Grant; None in a dry run when a new access key would be issued.
@@ -111,8 +152,14 @@ class AwsProvider(BaseProvider):
         """
         s3 = self.client("s3")
         region = self.sdk.region()
+        issuer = self.issuer()
+        if issuer == "minio":
+            self.minio_iam().check()
         for bucket in self.buckets:
             s3_buckets.ensure_bucket(s3, bucket, region, plan)
+        if issuer == "minio":
+            key = minio.ensure_minio(self, self.minio_iam(), state, plan)
+            return None if key is None else self.grant(key)
         iam = self.client("iam")
         if self.role:
             auth: Any = credentials.ensure_role(self, iam, self.role, state, plan)
@@ -142,7 +189,11 @@ class AwsProvider(BaseProvider):
     def delete_resource(self, state: Any, resource: Resource, plan: Plan, delete_data: bool) -> None:
         """Delete one created resource (`provision.providers.aws.destroy.delete_resource`). An inline policy or
         access key that `provision` added to an adopted user or role is deleted (it is ours); the adopted user,
-        role or bucket is never passed here."""
+        role or bucket is never passed here. MinIO's resources (``minio_*``) go through its admin API
+        (`provision.providers.aws.minio.delete_resource`)."""
+        if resource.kind.startswith("minio_"):
+            minio.delete_resource(self.minio_iam(), resource, plan)
+            return
         destroy.delete_resource(self.client("s3"), self.client("iam"), resource, plan)
 
     # ---- verify and data --------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""The one seam for boto3 clients: session (admin credentials), endpoint URL, region, the sandbox's admin key,
-botocore's configuration (retries, timeouts, connection pool), and the SDK's error types.
+"""The one seam for boto3 clients (and MinIO's admin client): session (admin credentials), endpoint URL, region,
+the sandbox's admin key, botocore's configuration (retries, timeouts, connection pool), and the SDK's error types.
 
 Every S3, IAM and STS client `provision` makes comes from `AwsSdk.client` (or `AwsSdk.data_client` for the
-data commands), so there is one place to point at an endpoint and one place for tests to reach.
+data commands), every ``minio.MinioAdmin`` from `AwsSdk.minio_admin`, so there is one place to point at an
+endpoint and one place for tests to reach.
 """
 
 from __future__ import annotations
@@ -89,17 +90,33 @@ class AwsSdk:
         self._data: dict[str | None, Any] = {}
 
     def endpoint_url(self) -> str | None:
-        """The S3/IAM endpoint: the profile's, the sandbox's, ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, or
-        None for AWS itself.
+        """The S3/IAM endpoint: the profile's, the sandbox's (its ``minio`` service with ``--issuer minio``, else
+        its S3 + IAM server), ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, or None for AWS itself.
 
         Raises:
-            BadInput: ``--env sandbox`` and the sandbox is not running.
+            BadInput: ``--env sandbox`` and the sandbox is not running (or has no MinIO endpoint).
         """
         if self.options.endpoint_url:
             return self.options.endpoint_url
         if self.use_sandbox:
-            return str(self.sandbox().s3.endpoint_url)
+            return str(self._sandbox_minio().endpoint_url if self.options.issuer == "minio"
+                       else self.sandbox().s3.endpoint_url)
         return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+    def iam_endpoint_url(self) -> str | None:
+        """Where IAM (and STS) requests go: ``--iam-endpoint-url`` (Wasabi serves IAM on its own host), else the
+        S3 endpoint (`endpoint_url`)."""
+        return self.options.iam_endpoint_url or self.endpoint_url()
+
+    def _sandbox_minio(self) -> Any:
+        """The sandbox's MinIO endpoint (`provision.sandbox.MinioEndpoint`). Raises BadInput when it has none."""
+        from provision.errors import BadInput
+
+        minio = self.sandbox().minio
+        if minio is None:
+            raise BadInput("the running sandbox has no MinIO endpoint", "restart it: `provision sandbox down` then "
+                           "`provision sandbox up`")
+        return minio
 
     def sandbox(self) -> Any:
         """The running sandbox's info (`provision.sandbox.SandboxInfo`). Raises BadInput when it is not running."""
@@ -125,7 +142,8 @@ class AwsSdk:
             kwargs: dict[str, Any] = {"region_name": self.options.region}
             if self.use_sandbox:
                 info = self.sandbox().s3
-                kwargs.update(aws_access_key_id=info.access_key, aws_secret_access_key=info.secret_key,
+                root = self._sandbox_minio() if self.options.issuer == "minio" else info
+                kwargs.update(aws_access_key_id=root.access_key, aws_secret_access_key=root.secret_key,
                               region_name=self.options.region or info.region)
             self._session = boto3.Session(**kwargs)
         return self._session
@@ -186,5 +204,56 @@ class AwsSdk:
         if key is not None:
             creds = {"aws_access_key_id": key.access_key, "aws_secret_access_key": key.secret_key,
                      "aws_session_token": None}
-        return self.session().client(service, endpoint_url=self.endpoint_url(), region_name=self.region(),
+        endpoint = self.endpoint_url() if service == "s3" else self.iam_endpoint_url()
+        return self.session().client(service, endpoint_url=endpoint, region_name=self.region(),
                                      config=self.config(), **creds)
+
+    def admin_key(self) -> tuple[str, str, str | None]:
+        """The admin credential of the session (the sandbox's root, or the AWS credential chain's):
+        ``(access_key, secret_key, session_token or None)``.
+
+        Raises:
+            botocore.exceptions.NoCredentialsError: the chain found none.
+        """
+        from botocore.exceptions import NoCredentialsError
+
+        found = self.session().get_credentials()
+        if found is None:
+            raise NoCredentialsError()
+        frozen = found.get_frozen_credentials()
+        return frozen.access_key, frozen.secret_key, frozen.token
+
+    def minio_admin(self, key: KeyPair | None = None) -> Any:
+        """A ``minio.MinioAdmin`` (MinIO's admin API, https://min.io/docs/minio/linux/reference/minio-mc-admin.html)
+        on the S3 endpoint, signing with ``key`` (a MinIO user's own key) or, when None, the admin credential
+        (`admin_key`). Requests time out after 10 s (connect) / 60 s (read); 5xx answers are retried as
+        `provision.providers.base.sdk_attempts` says (default 4 attempts), and the last answer is returned as the
+        server's error rather than raised as a retry error.
+
+        Raises:
+            BadInput: no endpoint (AWS itself has no MinIO admin API).
+            botocore.exceptions.NoCredentialsError: no admin credential.
+        """
+        from urllib.parse import urlparse
+
+        import certifi
+        import urllib3
+        from minio import MinioAdmin
+        from minio.credentials import StaticProvider
+
+        from provision.errors import BadInput
+
+        endpoint = self.endpoint_url()
+        if not endpoint:
+            raise BadInput("--issuer minio needs the MinIO endpoint", "pass --endpoint-url https://minio.example:9000")
+        url = urlparse(endpoint)
+        access_key, secret_key, token = (key.access_key, key.secret_key, None) if key else self.admin_key()
+        attempts = sdk_attempts() or 4
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=10, read=60), maxsize=10,
+            ca_certs=os.environ.get("AWS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            retries=urllib3.Retry(total=attempts - 1, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504],
+                                  raise_on_status=False))
+        return MinioAdmin(endpoint=url.netloc, credentials=StaticProvider(access_key, secret_key, token),
+                          region=self.region() if self.options.region else "", secure=url.scheme == "https",
+                          http_client=http)
