@@ -6,18 +6,20 @@ IAM's rules relied on here: a user holds at most 2 access keys
 (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency),
 so it is probed until S3 accepts it.
 
-Key intents: before CreateAccessKey an ``access_key_intent`` record (name: the user; ``since``: the UTC time) is
-persisted. After the answer the key is recorded and the intent settled. A run that never heard the answer (a
-lost response the SDK retried, a kill) leaves the intent behind: the next run, or ``destroy``, lists the user's
-keys and deletes every key created at or after the intent that the state does not know (its secret was never
-stored, so nothing can be using it).
+Key intents: before CreateAccessKey an ``access_key_intent`` record (name: the user; ``since``: IAM's own clock,
+the ``Date`` of its answer to the ListAccessKeys made just before, to the second) is persisted. After the answer
+the key is recorded and the intent settled: a key that was not there before and that the state does not know
+came from a retried request whose first answer was lost. A run that never heard the answer (a kill) leaves the
+intent behind: the next run, or ``destroy``, lists the user's keys and deletes every key created at or after
+the intent that the state does not know (its secret was never stored, so nothing can be using it).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from provision.errors import CloudRefused, PartialFailure
@@ -34,9 +36,6 @@ NOT_YET = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Inval
 """Error codes a new key gets while IAM has not propagated it yet."""
 INTENT = "access_key_intent"
 """Resource kind of a key intent (see the module docstring)."""
-INTENT_SLACK = timedelta(seconds=60)
-"""A key created up to this long before its intent's time still counts as the intent's: IAM's ``CreateDate`` is
-IAM's clock, ``since`` this machine's (AWS accepts requests from clocks up to 5 minutes off)."""
 UNTRACKED = "untracked key from an interrupted run (its secret was never stored)"
 
 
@@ -44,28 +43,37 @@ def _key_pair(answer: dict[str, Any]) -> KeyPair:
     return KeyPair(access_key=answer["AccessKey"]["AccessKeyId"], secret_key=answer["AccessKey"]["SecretAccessKey"])
 
 
-def _keys(iam: Any, user: str) -> list[dict[str, Any]]:
+def _keys(iam: Any, user: str) -> tuple[list[dict[str, Any]], datetime | None]:
+    """The user's keys (none when the user is gone) and IAM's time of the answer (its ``Date`` header, whole
+    seconds, UTC; None when absent)."""
     try:
-        return list(iam.list_access_keys(UserName=user)["AccessKeyMetadata"])
+        answer = iam.list_access_keys(UserName=user)
     except answered_errors() as exc:
         if error_code(exc) == "NoSuchEntity":
-            return []
+            return [], None
         raise
+    date = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    return list(answer["AccessKeyMetadata"]), parsedate_to_datetime(date) if date else None
 
 
-def settle_intent(iam: Any, plan: Plan, state: Any, intent: Resource) -> None:
-    """Delete the keys of ``intent``'s user that were created at or after it (less `INTENT_SLACK`) and that the
-    state does not record (reported: "untracked key from an interrupted run"), then drop the intent.
+def settle_intent(iam: Any, plan: Plan, state: Any, intent: Resource, before: set[str] | None = None) -> None:
+    """Delete the keys of ``intent``'s user that the state does not record and that were created at or after the
+    intent (or, when ``before`` is given, that are not in it), reported as "untracked key from an interrupted
+    run"; then drop the intent.
 
     Args:
-        iam: an admin IAM client. plan: the ledger. state: the grant record. intent: an `INTENT` record.
+        iam: an admin IAM client. plan: the ledger. state: the grant record. intent: an `INTENT` record (its
+            ``since`` None: the user had no key before, every unknown key is the intent's).
+        before: the key ids the user had just before the create (known in the run that made it).
     """
-    since = (intent.since or datetime.min.replace(tzinfo=timezone.utc)) - INTENT_SLACK
-    for key in _keys(iam, intent.name):
+    since = intent.since or datetime.min.replace(tzinfo=timezone.utc)
+    for key in _keys(iam, intent.name)[0]:
         created = key["CreateDate"]
         if created.tzinfo is None:
             created = created.replace(tzinfo=timezone.utc)
-        if state.find("access_key", key["AccessKeyId"]) is None and created >= since:
+        if state.find("access_key", key["AccessKeyId"]) is not None:
+            continue
+        if (key["AccessKeyId"] not in before) if before is not None else created >= since:
             delete_key(iam, plan, intent.name, key["AccessKeyId"], UNTRACKED)
     plan.forget(INTENT, intent.name)
 
@@ -95,7 +103,7 @@ def ensure_key(aws: AwsProvider, iam: Any, state: Any, plan: Plan, user: str, ne
     """
     settle_intents(iam, plan, state)
     stored = state.grant.auth if state.grant and isinstance(state.grant.auth, KeyPair) else None
-    keys = [] if new else _keys(iam, user)
+    keys, now = ([], None) if new else _keys(iam, user)
     if sweep:
         known = {r.name for r in state.resources if r.kind == "access_key"} | ({stored.access_key} if stored else set())
         for key in [k for k in keys if k["AccessKeyId"] not in known and not plan.deleted(k["AccessKeyId"])]:
@@ -118,12 +126,13 @@ def ensure_key(aws: AwsProvider, iam: Any, state: Any, plan: Plan, user: str, ne
         key = _key_pair(answer)
         return Resource(kind="access_key", name=key.access_key, created=True, parent=user), aws.grant(key)
 
-    intent = Resource(kind=INTENT, name=user, created=True, parent=user, since=datetime.now(timezone.utc))
+    since = None if new else (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    intent = Resource(kind=INTENT, name=user, created=True, parent=user, since=since)
     plan.record(intent)
     detail = "rotation: new access key" if rotating else "new access key (probed until IAM accepts it)"
     answer = plan.issue("access_key", user, detail, iam.create_access_key, keep, UserName=user)
     if answer is not None:  # a retried create (its first answer lost) may have made a key we never saw
-        settle_intent(iam, plan, state, intent)
+        settle_intent(iam, plan, state, intent, before={k["AccessKeyId"] for k in keys})
     if rotating and stored is not None:
         plan.defer("delete", "access_key", stored.access_key, "the old key, once the new one works and the "
                    "rendered files hold it", delete_key, iam=iam, plan=plan, user=user, key_id=stored.access_key)
