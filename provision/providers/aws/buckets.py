@@ -161,15 +161,25 @@ def secure_bucket(s3: Any, name: str, new: bool, plan: Plan) -> None:
         plan.note("no change", "bucket", name, "private, encrypted, owner-enforced")
 
 
+VERIFY_PREFIX = ".provision-verify/"
+"""Key prefix of `provision verify`'s probe objects: provision's own, never data (a verify cut short may leave
+some behind; destroy deletes them with the bucket)."""
+
+
 def holds_objects(s3: Any, bucket: str) -> bool:
-    """True when ``bucket`` holds an object or an object version; False when it is empty or gone."""
+    """True when ``bucket`` holds an object or an object version other than verify's probe objects
+    (`VERIFY_PREFIX`); False when it is empty, holds only probe objects, or is gone."""
     try:
-        return bool(s3.list_object_versions(Bucket=bucket, MaxKeys=1).get("Versions")
-                    or s3.list_objects_v2(Bucket=bucket, MaxKeys=1).get("KeyCount"))
+        versions = s3.list_object_versions(Bucket=bucket, MaxKeys=100)
+        current = s3.list_objects_v2(Bucket=bucket, MaxKeys=100)
     except answered_errors() as exc:
         if error_code(exc) in ("NoSuchBucket", "404"):
             return False
         raise
+    keys = [v["Key"] for v in versions.get("Versions", []) + versions.get("DeleteMarkers", [])]
+    keys += [o["Key"] for o in current.get("Contents", [])]
+    return bool(versions.get("IsTruncated") or current.get("IsTruncated")
+                or any(not key.startswith(VERIFY_PREFIX) for key in keys))
 
 
 def empty_bucket(s3: Any, bucket: str, plan: Plan) -> None:
