@@ -100,7 +100,7 @@ class Resource(_Model):
 
     Attributes:
         kind: e.g. ``bucket``, ``iam_user``, ``user_policy``, ``access_key``, ``iam_role``, ``role_policy``,
-            ``instance_profile``.
+            ``instance_profile``, ``access_key_intent``.
         name: the resource's name or id (an access key id, never a secret).
         created: True when `provision` created it (``destroy`` may delete it); False when adopted.
         parent: the owning resource's name (the user of a key or policy), if any.
