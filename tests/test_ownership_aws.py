@@ -128,12 +128,14 @@ def test_lost_answer_at_every_mutating_step_leaves_no_untracked_key(cli: Cli, ad
         user = f"provision-{p}-full"
         sandbox.control(admin.info.s3.endpoint_url, "faults", {"fail_mutating_at": k, "count": 1, "after": True})
         try:
-            first = s3_full(cli, "sandbox", p, "--no-verify")
+            first = s3_full(cli, "sandbox", p, "--no-verify", "--json")
         finally:
             sandbox.control(admin.info.s3.endpoint_url, "faults", {})
         assert first.exit_code in (0, 3, 4), (k, steps[k - 1], first.output)
         if steps[k - 1] == "CreateAccessKey":  # the SDK's retry made a second key; the first one is deleted
-            assert first.exit_code == 0 and "untracked key from an interrupted run" in first.output, first.output
+            assert first.exit_code == 0, first.output
+            assert [c["kind"] for c in json.loads(first.stdout)["changes"] if c["action"] == "delete"
+                    and "untracked key from an interrupted run" in c["detail"]] == ["access_key"], first.stdout
         again = s3_full(cli, "sandbox", p)
         assert again.exit_code == 0, (k, steps[k - 1], again.output)
         untracked += len(untracked_keys(admin, user))
