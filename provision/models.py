@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 
 class Access(str, Enum):
@@ -100,12 +100,13 @@ class Resource(_Model):
 
     Attributes:
         kind: e.g. ``bucket``, ``iam_user``, ``user_policy``, ``access_key``, ``iam_role``, ``role_policy``,
-            ``instance_profile``.
+            ``instance_profile``, ``access_key_intent``.
         name: the resource's name or id (an access key id, never a secret).
         created: True when `provision` created it (``destroy`` may delete it); False when adopted.
         parent: the owning resource's name (the user of a key or policy), if any.
-        since: for an intent (``sa_key_intent``, ``hmac_key_intent``): when it was recorded (aware UTC), just
-            before the call that may create an untracked resource; None otherwise.
+        since: UTC time an intent was recorded (e.g. ``access_key_intent``: keys of its user created at or after
+            it and unknown to the state come from an interrupted run); None for other records, and then not
+            written to the state file (files from before the field read back unchanged).
     """
 
     kind: str
@@ -113,6 +114,13 @@ class Resource(_Model):
     created: bool
     parent: str | None = None
     since: datetime | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_since(self, handler: Any) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("since") is None:
+            data.pop("since", None)
+        return data
 
 
 class Change(_Model):

@@ -99,7 +99,8 @@ class S3(Harness):
         state = read_state()
         keys = self.admin.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
         assert [k["AccessKeyId"] for k in keys] == [state["grant"]["auth"]["access_key"]]
-        policy = self.admin.iam.get_user_policy(UserName=user, PolicyName="provision-buckets")["PolicyDocument"]
+        policy = self.admin.iam.get_user_policy(UserName=user, PolicyName=f"provision-sandbox-{prefix}")[
+            "PolicyDocument"]
         assert policy == s3_policy([f"{prefix}-public", f"{prefix}-private"], Access.full)
         for bucket in (f"{prefix}-public", f"{prefix}-private"):
             pab = self.admin.s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]

@@ -92,7 +92,7 @@ def test_status_reports_drift_without_changing_anything(cli: Cli, admin: Admin, 
     assert clean["in_sync"] is True and clean["rows"] == []
     user = f"provision-{prefix}-readonly"
     admin.iam.delete_access_key(UserName=user, AccessKeyId=read_state()["grant"]["auth"]["access_key"])
-    admin.iam.put_user_policy(UserName=user, PolicyName="provision-buckets", PolicyDocument=json.dumps(
+    admin.iam.put_user_policy(UserName=user, PolicyName=f"provision-sandbox-{prefix}", PolicyDocument=json.dumps(
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
     admin.s3.delete_public_access_block(Bucket=f"{prefix}-public")
     admin.s3.delete_bucket_encryption(Bucket=f"{prefix}-public")
@@ -105,7 +105,7 @@ def test_status_reports_drift_without_changing_anything(cli: Cli, admin: Admin, 
     problems = {(r["resource"], r["name"], r["problem"].split(":")[0]) for r in rows}
     assert ("bucket", f"{prefix}-private", "missing") in problems
     assert ("bucket", f"{prefix}-public", "drifted") in problems
-    assert ("user_policy", f"{user}/provision-buckets", "drifted") in problems
+    assert ("user_policy", f"{user}/provision-sandbox-{prefix}", "drifted") in problems
     assert ("access_key", user, "credential missing or unusable") in problems
     assert all(r["fix"].startswith(f"provision s3 --env sandbox --prefix {prefix} --readonly") for r in rows)
     human = cli("status", "--env", "sandbox")

@@ -242,7 +242,8 @@ def test_failed_uploads_are_listed_exit_4_then_a_rerun_finishes(cli: Cli, admin:
     drifted = s3_policy([public], "full")
     for i, statement in enumerate(s3_policy([private], "readonly")["Statement"]):
         drifted["Statement"].append(dict(statement, Sid=f"ReadOnly{i}"))
-    admin.iam.put_user_policy(UserName=user, PolicyName="provision-buckets", PolicyDocument=policy_json(drifted))
+    admin.iam.put_user_policy(UserName=user, PolicyName=f"provision-sandbox-{prefix}",
+                              PolicyDocument=policy_json(drifted))
 
     result = cli("migrate", "--env", "sandbox", "--data-path", str(data_path))
     assert result.exit_code == 4, result.output

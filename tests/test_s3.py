@@ -113,7 +113,7 @@ def test_iam_role_mode_has_no_keys(cli: Cli, admin: Admin, prefix: str, workdir:
     assert result.exit_code == 0, result.output
     got = admin.iam.get_role(RoleName=role)["Role"]
     assert got["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
-    policy = admin.iam.get_role_policy(RoleName=role, PolicyName="provision-buckets")["PolicyDocument"]
+    policy = admin.iam.get_role_policy(RoleName=role, PolicyName=f"provision-sandbox-{prefix}")["PolicyDocument"]
     resources = {r for s in policy["Statement"] for r in s["Resource"]}
     assert resources == {f"arn:aws:s3:::{prefix}-public", f"arn:aws:s3:::{prefix}-private",
                          f"arn:aws:s3:::{prefix}-public/*", f"arn:aws:s3:::{prefix}-private/*"}

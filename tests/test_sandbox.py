@@ -47,7 +47,7 @@ def test_head_bucket_is_authorised_as_list_bucket(cli: Cli, admin: Admin, prefix
     assert error_code(s3.head_bucket, Bucket=other) == "403"
     assert error_code(s3.head_bucket, Bucket=f"{prefix}-missing") == "403"  # AWS: no ListBucket, no existence leak
     user = f"provision-{prefix}-{'full' if access == '--full' else 'readonly'}"
-    policy = admin.iam.get_user_policy(UserName=user, PolicyName="provision-buckets")["PolicyDocument"]
+    policy = admin.iam.get_user_policy(UserName=user, PolicyName=f"provision-sandbox-{prefix}")["PolicyDocument"]
     assert "s3:HeadBucket" not in json.dumps(policy)
     assert admin.s3.head_bucket(Bucket=other)["ResponseMetadata"]["HTTPStatusCode"] == 200
 

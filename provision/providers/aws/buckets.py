@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from provision.errors import CloudRefused, counted
+from provision.errors import BadInput, CloudRefused, counted
 from provision.ledger import Plan
 from provision.models import Resource
+from provision.providers.aws.marks import Tags, check_claim, mark, settle
 from provision.providers.aws.sdk import answered_errors, error_code
 
 PUBLIC_ACCESS_BLOCK = {
@@ -34,44 +35,90 @@ def location(region: str) -> dict[str, Any]:
     return {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
 
 
-def ensure_bucket(s3: Any, name: str, region: str, plan: Plan) -> None:
-    """Create ``name`` (object ownership BucketOwnerEnforced) or adopt it when it exists, then secure it.
+def bucket_region(s3: Any, name: str) -> str:
+    """The region bucket ``name`` is in (GetBucketLocation: no constraint means ``us-east-1``, the legacy ``EU``
+    means ``eu-west-1``; https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketLocation.html)."""
+    constraint = s3.get_bucket_location(Bucket=name).get("LocationConstraint")
+    return {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(constraint, constraint)
+
+
+def survey(s3: Any, tagger: Tags, names: list[str], region: str, state: Any, adopt: bool) -> dict[str, Any]:
+    """Read every bucket before anything changes: whether it exists, its tags and its region; refuse what must
+    not be touched. Makes no mutating request.
 
     Args:
-        s3: an admin S3 client. name: the bucket. region: where a new bucket goes. plan: the ledger.
+        s3: an admin S3 client. tagger: `provision.providers.aws.marks.Tags`. names: the buckets.
+        region: the profile's region. state: the grant record. adopt: ``--adopt``.
+
+    Returns:
+        ``{("bucket", name): tags}`` per bucket (tags: a dict; None when the bucket does not exist).
 
     Raises:
-        CloudRefused: the bucket exists but the admin may not see it (HeadBucket 403), or the name is taken by
-            another account (names are global: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+        CloudRefused: a bucket exists but the admin may not see it (HeadBucket 403; bucket names are global:
+            https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+        BadInput: a bucket another provision state marked as its own (without ``adopt``); a bucket in another
+            region than ``region`` (S3 cannot move a bucket; SigV4 requests signed for the wrong region fail).
+    """
+    found: dict[Any, Any] = {}
+    for name in names:
+        try:
+            s3.head_bucket(Bucket=name)
+        except answered_errors() as exc:
+            code = error_code(exc)
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                found[("bucket", name)] = None
+                continue
+            if code in ("403", "AccessDenied", "Forbidden"):
+                raise CloudRefused(
+                    f"bucket {name!r} exists but belongs to someone else (or the admin credentials may not see it)",
+                    "choose another bucket name",
+                ) from None
+            raise
+        tags = tagger.read("bucket", name)
+        found[("bucket", name)] = tags
+        check_claim(state, adopt, "bucket", name, tags)
+        actual = bucket_region(s3, name)
+        if actual != region:
+            recorded = state.find("bucket", name)
+            if recorded is not None and recorded.created:
+                raise BadInput(f"bucket {name!r} was created in {actual}, but this run asks for region {region}",
+                               f"re-run with --region {actual} (a bucket cannot move)")
+            raise BadInput(f"bucket {name!r} is in {actual}, not in the profile's region {region}",
+                           f"pass --region {actual}")
+    return found
+
+
+def ensure_bucket(s3: Any, tagger: Tags, name: str, region: str, tags: dict[str, str] | None, state: Any,
+                  plan: Plan) -> None:
+    """Create ``name`` (object ownership BucketOwnerEnforced, then the owner mark) or settle the existing one
+    (`provision.providers.aws.marks.settle`: adopted, or tracked as this grant's), then secure it.
+
+    Args:
+        s3: an admin S3 client. tagger: the tag reader/writer. name: the bucket. region: where a new bucket goes.
+        tags: its tags from `survey` (None: it does not exist). state: the grant record. plan: the ledger.
+
+    Raises:
+        CloudRefused: the name is taken by another account.
         botocore.exceptions.ClientError: any other refusal.
     """
-    try:
-        s3.head_bucket(Bucket=name)
-        exists = True
-    except answered_errors() as exc:
-        code = error_code(exc)
-        if code in ("404", "NoSuchBucket", "NotFound"):
-            exists = False
-        elif code in ("403", "AccessDenied", "Forbidden"):
-            raise CloudRefused(
-                f"bucket {name!r} exists but belongs to someone else (or the admin credentials may not see it)",
-                "choose another bucket name",
-            ) from None
-        else:
-            raise
-    if not exists:
+    if tags is None:
+        resource = Resource(kind="bucket", name=name, created=True)
         try:
-            plan.create(Resource(kind="bucket", name=name, created=True),
-                        f"in {region}, object ownership BucketOwnerEnforced", s3.create_bucket, answered_errors(),
-                        Bucket=name, ObjectOwnership="BucketOwnerEnforced", **location(region))
+            plan.create(resource, f"in {region}, object ownership BucketOwnerEnforced", s3.create_bucket,
+                        answered_errors(), Bucket=name, ObjectOwnership="BucketOwnerEnforced", **location(region))
         except answered_errors() as exc:
-            if error_code(exc) == "BucketAlreadyExists":
+            code = error_code(exc)
+            if code == "BucketAlreadyExists":
                 raise CloudRefused(f"bucket name {name!r} is taken by another account",
                                    "S3 bucket names are global; choose another") from None
-            raise
+            if code != "BucketAlreadyOwnedByYou":  # our create went through; its first answer was lost
+                raise
+            plan.record(resource)
+            plan.note("create", "bucket", name, f"in {region} (the first answer was lost)")
+        tagger.change(plan, "bucket", name, "owner mark: env, grant and state", mark(state), known={})
     else:
-        plan.adopt(Resource(kind="bucket", name=name, created=False))
-    secure_bucket(s3, name, new=not exists, plan=plan)
+        settle(plan, state, tagger, Resource(kind="bucket", name=name, created=False), tags)
+    secure_bucket(s3, name, new=tags is None, plan=plan)
 
 
 def secure_bucket(s3: Any, name: str, new: bool, plan: Plan) -> None:
@@ -142,15 +189,25 @@ def secure_bucket(s3: Any, name: str, new: bool, plan: Plan) -> None:
         plan.note("no change", "bucket", name, "private, encrypted, owner-enforced")
 
 
+VERIFY_PREFIX = ".provision-verify/"
+"""Key prefix of `provision verify`'s probe objects: provision's own, never data (a verify cut short may leave
+some behind; destroy deletes them with the bucket)."""
+
+
 def holds_objects(s3: Any, bucket: str) -> bool:
-    """True when ``bucket`` holds an object or an object version; False when it is empty or gone."""
+    """True when ``bucket`` holds an object or an object version other than verify's probe objects
+    (`VERIFY_PREFIX`); False when it is empty, holds only probe objects, or is gone."""
     try:
-        return bool(s3.list_object_versions(Bucket=bucket, MaxKeys=1).get("Versions")
-                    or s3.list_objects_v2(Bucket=bucket, MaxKeys=1).get("KeyCount"))
+        versions = s3.list_object_versions(Bucket=bucket, MaxKeys=100)
+        current = s3.list_objects_v2(Bucket=bucket, MaxKeys=100)
     except answered_errors() as exc:
         if error_code(exc) in ("NoSuchBucket", "404"):
             return False
         raise
+    keys = [v["Key"] for v in versions.get("Versions", []) + versions.get("DeleteMarkers", [])]
+    keys += [o["Key"] for o in current.get("Contents", [])]
+    return bool(versions.get("IsTruncated") or current.get("IsTruncated")
+                or any(not key.startswith(VERIFY_PREFIX) for key in keys))
 
 
 def empty_bucket(s3: Any, bucket: str, plan: Plan) -> None:

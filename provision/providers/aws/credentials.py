@@ -1,34 +1,39 @@
-"""The grant's IAM identity: a user with an inline policy and an access key, or (IAM-role mode) a role trusted
-by EC2 with an inline policy and an instance profile of the same name.
-
-IAM's rules relied on here: a user holds at most 2 access keys
-(https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html); a new key is eventually consistent
-(https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency),
-so it is probed until S3 accepts it.
-"""
+"""The grant's IAM identity: a user with an inline policy and an access key (`provision.providers.aws.keys`), or
+(IAM-role mode) a role trusted by EC2 with an inline policy and an instance profile of the same name. What
+`provision` creates carries its owner mark (`provision.providers.aws.marks`)."""
 
 from __future__ import annotations
 
-import os
-import time
+import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from provision.errors import CloudRefused, PartialFailure
 from provision.ledger import Plan
 from provision.models import KeyPair, Resource, Role
 from provision.policies import ec2_trust_policy, policy_json, s3_policy, same_policy
+from provision.providers.aws.keys import ensure_key
+from provision.providers.aws.marks import Tags, check_claim, iam_tags, is_mine, mark, owner, settle, sharers
 from provision.providers.aws.sdk import answered_errors, error_code
 
 if TYPE_CHECKING:
     from provision.providers.aws.provider import AwsProvider
 
-PROBE_TIMEOUT = float(os.environ.get("PROVISION_PROBE_TIMEOUT", "90"))
-"""Seconds to keep probing a new access key before giving up (IAM is eventually consistent)."""
-NOT_YET = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidClientTokenId", "403")
-"""Error codes a new key gets while IAM has not propagated it yet."""
-POLICY_NAME = "provision-buckets"
-"""Name of the inline policy on the user or role."""
+LEGACY_POLICY_NAME = "provision-buckets"
+"""The inline policy's name before it named its env and grant (two envs sharing a user shared it)."""
+POLICY_NAME_LIMIT = 128
+"""IAM's limit on an inline policy name (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html)."""
+
+
+def policy_name(state: Any) -> str:
+    """The inline policy's name for the grant ``state``: ``provision-<env>-<grant>``, so two environments (or two
+    grants) on one user or role never share one; over IAM's 128 characters it is cut and ends with a short
+    hash of the full name. Env and grant names only hold characters IAM allows in a policy name (``[\\w+=,.@-]``).
+    """
+    name = f"provision-{state.env}-{state.name}"
+    if len(name) <= POLICY_NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name[:POLICY_NAME_LIMIT - 11]}-{digest}"
 
 
 def get_or_none(call: Callable[..., Any], **kwargs: Any) -> Any:
@@ -41,158 +46,158 @@ def get_or_none(call: Callable[..., Any], **kwargs: Any) -> Any:
         raise
 
 
-def ensure_policy(aws: AwsProvider, plan: Plan, kind: str, owner: str, new_owner: bool, get: Callable[..., Any],
-                  put: Callable[..., Any], owner_arg: str) -> None:
-    """Create, update or keep the inline policy `POLICY_NAME` of ``owner`` (the profile's buckets and access).
+def survey(aws: AwsProvider, tagger: Tags, state: Any) -> dict[Any, Any]:
+    """Read the IAM identity (the user, or the role and its instance profile) before anything changes and refuse
+    one another provision state marked as its own (without ``--adopt``). Makes no mutating request.
+
+    Returns:
+        ``{(kind, name): tags}`` (tags None when it does not exist).
+
+    Raises:
+        BadInput: see `provision.providers.aws.marks.check_claim`.
+    """
+    wanted = [("iam_role", aws.role), ("instance_profile", aws.role)] if aws.role else [("iam_user", aws.user)]
+    found: dict[Any, Any] = {}
+    for kind, name in wanted:
+        found[(kind, name)] = tags = tagger.read(kind, name)
+        check_claim(state, aws.profile.adopt, kind, name, tags)
+    return found
+
+
+def ensure_identity(plan: Plan, state: Any, tagger: Tags, kind: str, name: str, tags: dict[str, str] | None,
+                    detail: str, create: Callable[..., Any], **kwargs: Any) -> bool:
+    """Create the IAM user, role or instance profile ``name`` carrying the owner mark (``Tags=`` at create), or
+    settle the existing one (`provision.providers.aws.marks.settle`).
+
+    A create whose first answer was lost (the SDK's retry then meets ``EntityAlreadyExists``) is recognised by
+    the mark: it is recorded as created.
 
     Args:
-        aws: the provider (buckets, access). plan: the ledger.
-        kind: ``user_policy`` | ``role_policy``. owner: the user or role. new_owner: created by this run.
-        get, put: IAM's Get/Put{User,Role}Policy. owner_arg: ``UserName`` | ``RoleName``.
+        plan: the ledger. state: the grant record. tagger: the tag reader/writer. kind, name: the identity.
+        tags: its tags from `survey` (None: it does not exist). detail: the report's text.
+        create: IAM's Create* call, given ``kwargs`` and ``Tags``.
+
+    Returns:
+        True when `provision` created it (now or before).
+
+    Raises:
+        botocore.exceptions.ClientError: IAM refused.
     """
+    resource = Resource(kind=kind, name=name, created=True)
+    if tags is not None:
+        return settle(plan, state, tagger, resource, tags, kept=detail)
+    try:
+        plan.create(resource, detail, create, answered_errors(), Tags=iam_tags(mark(state)), **kwargs)
+    except answered_errors() as exc:
+        if error_code(exc) != "EntityAlreadyExists" or not is_mine(owner(tagger.read(kind, name) or {}), state):
+            raise
+        plan.record(resource)
+        plan.note("create", kind, name, f"{detail} (the first answer was lost)")
+    return True
+
+
+def ensure_policy(aws: AwsProvider, plan: Plan, state: Any, kind: str, owner_name: str, ours: bool, new: bool,
+                  iam: Any, owner_arg: str) -> None:
+    """Create, update or keep the inline policy `policy_name` of ``owner_name`` (the profile's buckets and
+    access); then delete the policy this grant recorded under an older name (`LEGACY_POLICY_NAME`).
+
+    The policy is recorded as created only when this run puts it, or when it sits on an identity `provision`
+    created; an existing one on an adopted identity is recorded as adopted (destroy leaves it).
+
+    Args:
+        aws: the provider (buckets, access). plan: the ledger. state: the grant record.
+        kind: ``user_policy`` | ``role_policy``. owner_name: the user or role. ours: `provision` created the
+            owner. new: the owner was created by this run (nothing to read). iam: an admin IAM client.
+        owner_arg: ``UserName`` | ``RoleName``.
+    """
+    user = owner_arg == "UserName"
+    get, put, delete = ((iam.get_user_policy, iam.put_user_policy, iam.delete_user_policy) if user
+                        else (iam.get_role_policy, iam.put_role_policy, iam.delete_role_policy))
+    name = policy_name(state)
     desired = s3_policy(aws.buckets, aws.profile.access)
-    shown = f"{owner}/{POLICY_NAME}"
-    current = None if new_owner else get_or_none(get, **{owner_arg: owner, "PolicyName": POLICY_NAME})
+    shown = f"{owner_name}/{name}"
+    current = None if new else get_or_none(get, **{owner_arg: owner_name, "PolicyName": name})
     what = f"{aws.profile.access.value} on {', '.join(aws.buckets)}"
-    kwargs = {owner_arg: owner, "PolicyName": POLICY_NAME, "PolicyDocument": policy_json(desired)}
-    resource = Resource(kind=kind, name=POLICY_NAME, created=True, parent=owner)
+    kwargs = {owner_arg: owner_name, "PolicyName": name, "PolicyDocument": policy_json(desired)}
+    resource = Resource(kind=kind, name=name, created=True, parent=owner_name)
     if current is None:
         plan.create(resource, what, put, answered_errors(), shown=shown, **kwargs)
-        return
-    if not same_policy(current["PolicyDocument"], desired):
-        plan.update(kind, shown, f"now {what}", put, **kwargs)
     else:
-        plan.note("no change", kind, shown, what)
-    if plan.state.find(kind, POLICY_NAME) is None:
-        plan.record(resource)  # ours even on an adopted owner: destroy removes it
+        if not same_policy(current["PolicyDocument"], desired):
+            plan.update(kind, shown, f"now {what}", put, **kwargs)
+        else:
+            plan.note("no change", kind, shown, what)
+        if state.find(kind, name) is None:
+            if ours:
+                plan.record(resource)  # on an identity provision created: ours
+            else:
+                plan.adopt(resource.model_copy(update={"created": False}), "exists on an adopted identity; adopted")
+    for old in [r for r in state.resources if r.kind == kind and r.name != name and r.parent == owner_name]:
+        if not old.created:
+            continue
+        try:
+            plan.delete(kind, f"{owner_name}/{old.name}", f"the old name, replaced by {name}", delete,
+                        forget=(kind, old.name), **{owner_arg: owner_name, "PolicyName": old.name})
+        except answered_errors() as exc:
+            if error_code(exc) != "NoSuchEntity":
+                raise
+            plan.forget(kind, old.name)
 
 
-def _key_pair(answer: dict[str, Any]) -> KeyPair:
-    return KeyPair(access_key=answer["AccessKey"]["AccessKeyId"], secret_key=answer["AccessKey"]["SecretAccessKey"])
+def ensure_user_and_key(aws: AwsProvider, iam: Any, tagger: Tags, found: dict[Any, Any], state: Any,
+                        plan: Plan) -> KeyPair | None:
+    """The IAM user (created with the owner mark, or adopted), its inline policy, and an access key
+    (`provision.providers.aws.keys.ensure_key`).
 
-
-def ensure_user_and_key(aws: AwsProvider, iam: Any, state: Any, plan: Plan) -> KeyPair | None:
-    """The IAM user (created or adopted), its inline policy, and an access key: the stored one while IAM still
-    has it (unless ``plan.rotate``), else a new one, stored with its Grant at once and probed until IAM accepts it.
-    On rotation the old key is deleted later (`Plan.defer`).
+    Args:
+        aws: the provider. iam: an admin IAM client. tagger: the tag reader/writer. found: `survey`'s answer.
+        state: the grant record. plan: the ledger.
 
     Returns:
         The key; None in a dry run when a new key would be issued.
 
     Raises:
-        CloudRefused: the user already has 2 keys and neither is the stored one.
-        PartialFailure: the new key is still refused after `PROBE_TIMEOUT` seconds.
+        CloudRefused, PartialFailure: see `provision.providers.aws.keys.ensure_key`.
     """
     user = aws.user
-    tags = [{"Key": "provision:env", "Value": state.env}]
-    new = get_or_none(iam.get_user, UserName=user) is None
-    if new:
-        plan.create(Resource(kind="iam_user", name=user, created=True), "IAM user", iam.create_user,
-                    answered_errors(), UserName=user, Tags=tags)
-    elif not plan.adopt(Resource(kind="iam_user", name=user, created=False)):
-        plan.note("no change", "iam_user", user, "IAM user")
-    ensure_policy(aws, plan, "user_policy", user, new, iam.get_user_policy, iam.put_user_policy, "UserName")
-
-    stored = state.grant.auth if state.grant and isinstance(state.grant.auth, KeyPair) else None
-    keys = [] if new else iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
-    rotating = False
-    if stored is not None and any(k["AccessKeyId"] == stored.access_key for k in keys):
-        if not plan.rotate:
-            plan.note("no change", "access_key", stored.access_key, f"of {user}")
-            return stored
-        rotating = True
-    if len(keys) >= 2:
-        raise CloudRefused(
-            f"IAM user {user!r} already has 2 access keys, the IAM limit, and none of them is in the state file",
-            "delete one it does not need, or pass another --user",
-        )
-
-    def keep(answer: dict[str, Any]) -> tuple[Resource, Any]:  # the secret exists only in this answer
-        key = _key_pair(answer)
-        return Resource(kind="access_key", name=key.access_key, created=True, parent=user), aws.grant(key)
-
-    detail = "rotation: new access key" if rotating else "new access key (probed until IAM accepts it)"
-    answer = plan.issue("access_key", user, detail, iam.create_access_key, keep, UserName=user)
-    if rotating and stored is not None:
-        plan.defer("delete", "access_key", stored.access_key, "the old key, once the new one works and the "
-                   "rendered files hold it", delete_key, iam=iam, plan=plan, user=user, key_id=stored.access_key)
-    if answer is None:
-        return None
-    key = _key_pair(answer)
-    wait_for_key(aws.client("s3", key), aws.buckets[0])
-    return key
+    tags = found[("iam_user", user)]
+    ours = ensure_identity(plan, state, tagger, "iam_user", user, tags, "IAM user", iam.create_user, UserName=user)
+    ensure_policy(aws, plan, state, "user_policy", user, ours, tags is None, iam, "UserName")
+    shared = bool(sharers(tags or {}))
+    return ensure_key(aws, iam, state, plan, user, new=tags is None, sweep=ours and not shared)
 
 
-def delete_key(iam: Any, plan: Plan, user: str, key_id: str) -> None:
-    """Delete access key ``key_id`` of ``user`` (already gone counts as deleted) and forget it in the state."""
-    try:
-        iam.delete_access_key(UserName=user, AccessKeyId=key_id)
-    except answered_errors() as exc:
-        if error_code(exc) != "NoSuchEntity":
-            raise
-    plan.forget("access_key", key_id)
-
-
-def wait_for_key(s3: Any, bucket: str) -> None:
-    """Probe a new key with ListObjectsV2 (MaxKeys=1) on ``bucket``, backing off from 0.5 s to 8 s, until IAM
-    accepts it.
+def ensure_role(aws: AwsProvider, iam: Any, tagger: Tags, found: dict[Any, Any], state: Any, plan: Plan) -> Role:
+    """IAM-role mode: the role (trusted by ``ec2.amazonaws.com`` only), its inline policy, and an instance
+    profile of the same name holding it (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_switch-role-ec2_instance-profiles.html);
+    the role and the instance profile carry the owner mark.
 
     Args:
-        s3: an S3 client with the new key.
-        bucket: one of the grant's buckets.
-
-    Raises:
-        PartialFailure: still refused after `PROBE_TIMEOUT` seconds (the key is recorded in state).
-    """
-    delay, deadline = 0.5, time.monotonic() + PROBE_TIMEOUT
-    while True:
-        try:
-            s3.list_objects_v2(Bucket=bucket, MaxKeys=1)
-            return
-        except answered_errors() as exc:
-            code = error_code(exc)
-            if code not in NOT_YET or time.monotonic() + delay > deadline:
-                raise PartialFailure(
-                    f"the new access key still fails after {PROBE_TIMEOUT:.0f} s ({code})",
-                    "it is recorded in state; run `provision verify` later",
-                ) from None
-        time.sleep(delay)
-        delay = min(delay * 2, 8.0)
-
-
-def ensure_role(aws: AwsProvider, iam: Any, role: str, state: Any, plan: Plan) -> Role:
-    """IAM-role mode: the role (trusted by ``ec2.amazonaws.com`` only), its inline policy, and an instance
-    profile of the same name holding it (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_switch-role-ec2_instance-profiles.html).
+        aws: the provider. iam: an admin IAM client. tagger: the tag reader/writer. found: `survey`'s answer.
+        state: the grant record. plan: the ledger.
 
     Returns:
         The `Role` auth of the Grant (no secret).
     """
+    role = str(aws.role)
     trust = ec2_trust_policy()
-    current = get_or_none(iam.get_role, RoleName=role)
-    tags = [{"Key": "provision:env", "Value": state.env}]
-    if current is None:
-        plan.create(Resource(kind="iam_role", name=role, created=True), "trusted by ec2.amazonaws.com",
-                    iam.create_role, answered_errors(), RoleName=role, AssumeRolePolicyDocument=policy_json(trust),
-                    Tags=tags)
-    else:
-        if not plan.adopt(Resource(kind="iam_role", name=role, created=False)):
-            plan.note("no change", "iam_role", role, "trusted by ec2.amazonaws.com")
-        if not same_policy(current["Role"]["AssumeRolePolicyDocument"], trust):
+    tags = found[("iam_role", role)]
+    ours = ensure_identity(plan, state, tagger, "iam_role", role, tags, "trusted by ec2.amazonaws.com",
+                           iam.create_role, RoleName=role, AssumeRolePolicyDocument=policy_json(trust))
+    if tags is not None:
+        current = get_or_none(iam.get_role, RoleName=role)
+        if current is not None and not same_policy(current["Role"]["AssumeRolePolicyDocument"], trust):
             plan.update("iam_role", role, "trust policy: ec2.amazonaws.com only", iam.update_assume_role_policy,
                         RoleName=role, PolicyDocument=policy_json(trust))
-    ensure_policy(aws, plan, "role_policy", role, current is None, iam.get_role_policy, iam.put_role_policy,
-                  "RoleName")
-    profile = get_or_none(iam.get_instance_profile, InstanceProfileName=role)
-    if profile is None:
-        plan.create(Resource(kind="instance_profile", name=role, created=True), f"holding role {role}",
-                    iam.create_instance_profile, answered_errors(), InstanceProfileName=role, Tags=tags)
-        roles: list[str] = []
-    else:
-        plan.adopt(Resource(kind="instance_profile", name=role, created=False), "exists; adopted")
-        roles = [r["RoleName"] for r in profile["InstanceProfile"].get("Roles", [])]
+    ensure_policy(aws, plan, state, "role_policy", role, ours, tags is None, iam, "RoleName")
+    profile_tags = found[("instance_profile", role)]
+    ensure_identity(plan, state, tagger, "instance_profile", role, profile_tags, f"holding role {role}",
+                    iam.create_instance_profile, InstanceProfileName=role)
+    roles: list[str] = []
+    if profile_tags is not None:
+        profile = get_or_none(iam.get_instance_profile, InstanceProfileName=role)
+        roles = [r["RoleName"] for r in (profile or {}).get("InstanceProfile", {}).get("Roles", [])]
     if role not in roles:
         plan.update("instance_profile", role, f"add role {role}", iam.add_role_to_instance_profile,
                     InstanceProfileName=role, RoleName=role)
-    elif current is not None:
-        plan.note("no change", "instance_profile", role, f"holds role {role}")
     return Role(role_name=role)

@@ -10,23 +10,32 @@ from typing import Any
 from provision.ledger import Plan
 from provision.models import Resource
 from provision.providers.aws.buckets import empty_bucket
+from provision.providers.aws.keys import INTENT, settle_intent
+from provision.providers.aws.marks import MARKED_KINDS, Tags, hand_over
 from provision.providers.aws.sdk import answered_errors, error_code
 
 GONE = ("NoSuchEntity", "NoSuchBucket", "404")
 """Error codes meaning the resource no longer exists (it then counts as deleted)."""
 
 
-def delete_resource(s3: Any, iam: Any, r: Resource, plan: Plan) -> None:
-    """Delete one created resource through ``plan``; one that is already gone is noted ``no change``.
+def delete_resource(s3: Any, iam: Any, tagger: Tags, state: Any, r: Resource, plan: Plan) -> None:
+    """Delete one created resource through ``plan``; one that is already gone is noted ``no change``. A bucket,
+    user, role or instance profile another provision state shares (``--adopt``) is handed over to it instead
+    (`provision.providers.aws.marks.hand_over`); a key intent is settled (`provision.providers.aws.keys`).
 
     Args:
-        s3, iam: admin clients. r: the state's record. plan: the ledger.
+        s3, iam: admin clients. tagger: the tag reader/writer. state: the grant record. r: the state's record.
+        plan: the ledger.
 
     Raises:
         botocore.exceptions.ClientError: a refusal other than "gone".
     """
     try:
-        if r.kind == "access_key":
+        if r.kind in MARKED_KINDS and hand_over(plan, state, tagger, r.kind, r.name):
+            return
+        if r.kind == INTENT:
+            settle_intent(iam, plan, state, r)
+        elif r.kind == "access_key":
             plan.delete(r.kind, r.name, f"of {r.parent}", iam.delete_access_key, UserName=r.parent,
                         AccessKeyId=r.name)
         elif r.kind == "user_policy":

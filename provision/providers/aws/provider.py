@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
-from provision.errors import BadInput, CloudRefused, ProvisionError
+from provision.errors import BadInput, CloudRefused, PartialFailure, ProvisionError
 from provision.models import Access, Grant, KeyPair, Resource
 from provision.names import check_s3_bucket, resolve_buckets
 from provision.policies import IAM_ROLE_INLINE_LIMIT, IAM_USER_INLINE_LIMIT, policy_json, s3_policy
 from provision.profiles import Profile
 from provision.providers.aws import buckets as s3_buckets
-from provision.providers.aws import credentials, destroy, minio, sdk
+from provision.providers.aws import credentials, destroy, marks, minio, sdk
 from provision.providers.aws.objects import S3Objects
 from provision.providers.aws.options import AwsOptions
 from provision.providers.aws.verify import verify_key
@@ -42,7 +42,6 @@ class AwsProvider(BaseProvider):
     name = "s3"
     service = "AWS"
     bucket_kinds = ("bucket",)
-    policy_name = credentials.POLICY_NAME
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
@@ -150,21 +149,25 @@ class AwsProvider(BaseProvider):
             CloudRefused: a bucket name is taken or not visible; the user already has 2 other keys.
             PartialFailure: the new key is still refused after the probe timeout.
         """
-        s3 = self.client("s3")
+        s3, iam = self.client("s3"), self.client("iam")
+        tagger = marks.Tags(s3, iam)
         region = self.sdk.region()
         issuer = self.issuer()
         if issuer == "minio":
             self.minio_iam().check()
+        # every claim and region is checked before the first change (owner marks: provision.providers.aws.marks)
+        found = s3_buckets.survey(s3, tagger, self.buckets, region, state, self.profile.adopt)
+        if issuer != "minio":
+            found.update(credentials.survey(self, tagger, state))
         for bucket in self.buckets:
-            s3_buckets.ensure_bucket(s3, bucket, region, plan)
+            s3_buckets.ensure_bucket(s3, tagger, bucket, region, found[("bucket", bucket)], state, plan)
         if issuer == "minio":
             key = minio.ensure_minio(self, self.minio_iam(), state, plan)
             return None if key is None else self.grant(key)
-        iam = self.client("iam")
         if self.role:
-            auth: Any = credentials.ensure_role(self, iam, self.role, state, plan)
+            auth: Any = credentials.ensure_role(self, iam, tagger, found, state, plan)
         else:
-            auth = credentials.ensure_user_and_key(self, iam, state, plan)
+            auth = credentials.ensure_user_and_key(self, iam, tagger, found, state, plan)
         return None if auth is None else self.grant(auth)
 
     def grant(self, auth: Any) -> Grant:
@@ -183,7 +186,10 @@ class AwsProvider(BaseProvider):
 
     # ---- destroy ----------------------------------------------------------------------------------------------
     def holds_objects(self, state: Any, resource: Resource) -> bool:
-        """True when the bucket still holds an object or object version (False when it is gone)."""
+        """True when the bucket still holds an object or object version (False when it is gone, or when it is
+        handed over to another state that shares it rather than deleted)."""
+        if marks.stays(self.tagger(), state, resource.kind, resource.name):
+            return False
         return s3_buckets.holds_objects(self.client("s3"), resource.name)
 
     def delete_resource(self, state: Any, resource: Resource, plan: Plan, delete_data: bool) -> None:
@@ -194,7 +200,32 @@ class AwsProvider(BaseProvider):
         if resource.kind.startswith("minio_"):
             minio.delete_resource(self.minio_iam(), resource, plan)
             return
-        destroy.delete_resource(self.client("s3"), self.client("iam"), resource, plan)
+        destroy.delete_resource(self.client("s3"), self.client("iam"), self.tagger(), state, resource, plan)
+
+    # ---- owner marks on destroy (issue "Nothing lost, leaked or orphaned") -----------------------------------
+    def tagger(self) -> marks.Tags:
+        """The owner-mark tag reader/writer on the admin clients."""
+        return marks.Tags(self.client("s3"), self.client("iam"))
+
+    def destroy(self, state: Any, plan: Plan, delete_data: bool) -> list[str]:
+        """`BaseProvider.destroy`, after taking over what another state handed over to this one
+        (`provision.providers.aws.marks.take_over`), then dropping this state's share tags from what it adopted
+        (`provision.providers.aws.marks.leave`).
+
+        Raises:
+            PartialFailure: AWS refused a tag read or change (state keeps what still exists); as the base.
+        """
+        self._marks(marks.take_over, plan, state)
+        kept = super().destroy(state, plan, delete_data)
+        self._marks(marks.leave, plan, state)
+        return kept
+
+    def _marks(self, step: Any, plan: Plan, state: Any) -> None:
+        try:
+            step(plan, state, self.tagger())
+        except self.refused_errors() + self.unreachable_errors() as exc:
+            raise PartialFailure(f"{self.service} refused a tag change: {self.describe(exc)}",
+                                 "state keeps what still exists; fix the cause and run destroy again") from None
 
     # ---- verify and data --------------------------------------------------------------------------------------
     def verify(self, state: Any) -> list[VerifyRow]:
