@@ -85,12 +85,13 @@ def is_mine(who: Owner | None, state: Any) -> bool:
 
 
 def is_other(who: Owner | None, state: Any) -> bool:
-    """True when the mark ``who`` names another environment, grant or state (a mark naming only this env, written
-    by an older version, is not another's)."""
+    """True when the mark ``who`` names another environment or state. Another grant of this same state (one
+    install's storage and its Links connection on one bucket) is not another's: the environment's ``destroy``
+    hands such a bucket over between its grants. A mark naming only this env, written by an older version, is not
+    another's either."""
     if who is None:
         return False
-    return who.env != state.env or bool(who.grant and who.grant != state.name) or \
-        bool(who.state and who.state != state.state_id)
+    return who.env != state.env or bool(who.state and who.state != state.state_id)
 
 
 class Tags:

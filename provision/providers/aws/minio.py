@@ -236,7 +236,7 @@ def ensure_minio(aws: AwsProvider, iam: MinioIam, state: Any, plan: Plan) -> Key
         CloudRefused: a new key is needed for a user `provision` did not create.
         PartialFailure: the new key is still refused after the probe timeout.
     """
-    from provision.providers.aws.credentials import wait_for_key
+    from provision.providers.aws.keys import wait_for_key
 
     grant_name = getattr(state, "name", "") or aws.buckets[0]
     policy = policy_name(state.env, grant_name)
