@@ -269,7 +269,7 @@ def test_key_expiry_and_status_of_an_expired_key(cli: Cli, minio: Minio) -> None
             soon.strftime("%Y-%m-%dT%H:%M:%SZ"), "--rotate"))
     time.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 1.5)
     status = cli("status", "--env", "sandbox", "--json")
-    problems = [row["problem"] for row in json.loads(status.stdout)["rows"]]
+    problems = [f"{row['problem']}: {row['wanted']}" for row in json.loads(status.stdout)["rows"]]
     assert any(p.startswith("credential missing or unusable: the stored access key no longer exists")
                for p in problems), problems
     again = _ok(cli("s3", "--env", "sandbox", "--issuer", "minio", bucket))
