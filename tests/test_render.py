@@ -18,7 +18,7 @@ import yaml
 from provision.errors import BadInput
 from provision.models import Access, Grant, KeyPair, Role
 from provision.render import env_value, render_supervisely, write
-from provision.state import StateStore
+from provision.state import GrantState, State, StateStore
 from tests.conftest import Cli, single_grant_state
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -53,13 +53,23 @@ KEY = KeyPair(access_key="AKIAEXAMPLEEXAMPLE12", secret_key="wJalrXUtnFEMI/K7MDE
 MODES = {"key_pair": grant(KEY), "role": grant(Role(role_name="supervisely-storage"))}
 
 
-def render_pair(g: Grant, out: Path, connection: str = "provision-prod") -> list:
-    """Render ``g`` twice: a full copy of it as Supervisely's instance storage (``.env``), and ``g`` itself as the
-    Links connection ``connection`` (``remote_links.yml``, mounted into http-storage)."""
-    files, plan = render_supervisely({"storage": g.model_copy(update={"access": Access.full}), connection: g}, out,
-                                     storage="storage")
+def pair(g: Grant, connection: str = "provision-prod") -> dict[str, Grant]:
+    """``g`` twice: a full copy of it named ``storage`` (Supervisely's instance storage, ``.env``), and ``g`` itself
+    as the Links connection ``connection`` (``remote_links.yml``, mounted into http-storage)."""
+    return {"storage": g.model_copy(update={"access": Access.full}), connection: g}
+
+
+def render_pair(g: Grant, out: Path, connection: str = "provision-prod", proxy_env: dict | None = None) -> list:
+    """`render_supervisely` of `pair` (``storage`` as the instance storage): the files of all three kinds."""
+    files, plan = render_supervisely(pair(g, connection), out, storage="storage", proxy_env=proxy_env)
     assert plan.storage == "storage" and list(plan.connections) == [connection]
     return files
+
+
+def pair_state(env: str, g: Grant, connection: str = "provision-prod") -> State:
+    """A v2 State of ``env`` holding the two grants of `pair`."""
+    return State(env=env, grants={name: GrantState(provider=each.provider, grant=each)
+                                  for name, each in pair(g, connection).items()})
 
 
 def normalise(text: str, out: Path) -> str:
