@@ -147,8 +147,9 @@ def apply(profile: Profile, store: StateStore, *, grant: str | None = None, dry_
         VerifyFailed: the new credential does more or less than its grant (deferred revocations are not run).
     """
     provider = str(profile.provider)
-    name = check_grant_name(grant) if grant is not None else default_grant_name(profile.prefix, profile.buckets)
-    prov = load_provider(profile)
+    name = check_grant_name(grant) if grant is not None else None
+    prov = load_provider(profile)  # validates the buckets first: "no bucket given" names the provider's noun
+    name = name or default_grant_name(profile.prefix, profile.buckets)
     with store.lock():
         state = store.load()
         known = state.grants.get(name)
