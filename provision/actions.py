@@ -60,8 +60,9 @@ def require(store: StateStore, state: State | None = None, *, need: Need = "file
     if need == "grant" and not any(g.grant is not None for g in state.grants.values()):
         raise BadInput(f"environment {env!r} has no credential yet ({store.path})",
                        f"run `provision s3|azure|gcs --env {env} ...` first")
-    elif need == "record" and not state.grants:
-        raise BadInput(f"nothing provisioned in environment {env!r} ({store.path} holds no grant)",
+    elif need == "record" and not any(g.grant is not None or g.resources for g in state.grants.values()):
+        held = "no grant" if not state.grants else "no credential and no resource"
+        raise BadInput(f"nothing provisioned in environment {env!r} ({store.path} holds {held})",
                        f"run `provision s3|azure|gcs --env {env} ...` first")
 
 
