@@ -3,6 +3,7 @@ IAM-role mode, regions, adopted buckets, dry-run."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -349,3 +350,27 @@ def test_no_credentials_and_unreachable_endpoint_are_one_line(cli: Cli, prefix: 
     assert "check the endpoint and the network" in lines[0] and "Traceback" not in result.output
     state = workdir / ".provision" / "nocreds.json"
     assert not state.exists() or all(g["resources"] == [] for g in read_state("nocreds")["grants"].values())
+
+
+def test_another_provider_is_another_grant_of_the_env(cli: Cli, admin: Admin, prefix: str) -> None:
+    """One env is one platform install: a GCS grant next to an S3 one is a second grant (no "already holds a s3
+    grant" refusal), each reported by name; a grant name taken by another provider is refused (exit 2)."""
+    s3 = cli("s3", "--env", "sandbox", "--prefix", prefix, "--full", "--json")
+    assert s3.exit_code == 0, s3.output
+    assert json.loads(s3.stdout)["grant_name"] == prefix
+    gcs = cli("gcs", "--env", "sandbox", "--prefix", f"{prefix}g", "--keyless", "--grant", "datasets", "--json")
+    assert gcs.exit_code == 0, gcs.output
+    assert json.loads(gcs.stdout)["grant_name"] == "datasets"
+    grants = read_state()["grants"]
+    assert {name: g["provider"] for name, g in grants.items()} == {prefix: "s3", "datasets": "gcs"}
+    taken = cli("gcs", "--env", "sandbox", "--prefix", f"{prefix}h", "--keyless", "--grant", prefix)
+    assert taken.exit_code == 2 and len(taken.stderr.strip().splitlines()) == 1
+    assert f"grant '{prefix}'" in taken.stderr and "s3 grant" in taken.stderr and "--grant" in taken.stderr
+    verified = json.loads(cli("verify", "--env", "sandbox", "--json").stdout)
+    assert [(g["name"], g["skipped"] is None) for g in verified["grants"]] == [(prefix, True), ("datasets", False)]
+    assert verified["rows"] == verified["grants"][0]["rows"] and verified["rows"]
+    gone = cli("destroy", "--env", "sandbox", "--grant", "datasets", "--yes", "--json")
+    assert gone.exit_code == 0, gone.output
+    assert json.loads(gone.stdout)["grants"] == ["datasets"]
+    assert list(read_state()["grants"]) == [prefix]
+    assert cli("destroy", "--env", "sandbox", "--yes").exit_code == 0
