@@ -60,8 +60,9 @@ def require(store: StateStore, state: State | None = None, *, need: Need = "file
     if need == "grant" and not any(g.grant is not None for g in state.grants.values()):
         raise BadInput(f"environment {env!r} has no credential yet ({store.path})",
                        f"run `provision s3|azure|gcs --env {env} ...` first")
-    elif need == "record" and not state.grants:
-        raise BadInput(f"nothing provisioned in environment {env!r} ({store.path} holds no grant)",
+    elif need == "record" and not any(g.grant is not None or g.resources for g in state.grants.values()):
+        held = "no grant" if not state.grants else "no credential and no resource"
+        raise BadInput(f"nothing provisioned in environment {env!r} ({store.path} holds {held})",
                        f"run `provision s3|azure|gcs --env {env} ...` first")
 
 
@@ -157,8 +158,9 @@ def apply(profile: Profile, store: StateStore, *, grant: str | None = None, dry_
         VerifyFailed: the new credential does more or less than its grant (deferred revocations are not run).
     """
     provider = str(profile.provider)
-    name = check_grant_name(grant) if grant is not None else default_grant_name(profile.prefix, profile.buckets)
-    prov = load_provider(profile)
+    name = check_grant_name(grant) if grant is not None else None
+    prov = load_provider(profile)  # validates the buckets first: "no bucket given" names the provider's noun
+    name = name or default_grant_name(profile.prefix, profile.buckets)
     with store.lock():
         state = store.load()
         known = state.grants.get(name)

@@ -154,6 +154,26 @@ def read_state(env: str = "sandbox") -> dict[str, Any]:
     return json.loads((Path(os.environ["PROVISION_STATE_DIR"]) / f"{env}.json").read_text())
 
 
+def read_grant(env: str = "sandbox", name: str | None = None) -> dict[str, Any]:
+    """One grant's record (``provider``, ``inputs``, ``grant``, ``resources``...) in the state file of ``env``:
+    ``["grants"][name]``, or the only grant of the environment when ``name`` is None (asserting there is one)."""
+    grants = read_state(env)["grants"]
+    if name is None:
+        assert len(grants) == 1, f"environment {env!r} holds {len(grants)} grants: {list(grants)}"
+        return next(iter(grants.values()))
+    return grants[name]
+
+
+def single_grant_state(env: str, grant: Any, provider: str | None = None, name: str = "default",
+                       **fields: Any) -> Any:
+    """A v2 `provision.state.State` of ``env`` holding one `GrantState` ``name`` with ``grant`` (its provider
+    defaults to the grant's); ``fields`` go to the GrantState (``inputs``, ``resources``...)."""
+    from provision.state import GrantState, State
+
+    provider = provider or (grant.provider if grant is not None else None)
+    return State(env=env, grants={name: GrantState(provider=provider, grant=grant, **fields)})
+
+
 class AzureAdmin:
     """The sandbox's Azure Blob endpoint (Azurite over HTTPS) with the account's key1, and its request log."""
 

@@ -13,7 +13,7 @@ import pytest
 from provision import sandbox
 from provision.models import Access
 from provision.policies import s3_policy
-from tests.conftest import Admin, AzureAdmin, Cli, GcsAdmin, read_state
+from tests.conftest import Admin, AzureAdmin, Cli, GcsAdmin, read_grant
 
 
 class Harness:
@@ -21,7 +21,8 @@ class Harness:
 
     name = ""
     bucket_kind = "bucket"
-    render_target = "supervisely"
+    render_args: tuple[str, ...] = ("--target", "supervisely")
+    """The ``render-env`` target (and its required flags) for the grant `args` issues."""
     fault = {"count": 10, "status": 500}
     verify_env = "sandbox"
     probes: dict[str, tuple[str, str]] = {}
@@ -96,7 +97,7 @@ class S3(Harness):
 
     def converged(self, prefix: str) -> None:
         user = f"provision-{prefix}-full"
-        state = read_state()
+        state = read_grant()
         keys = self.admin.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
         assert [k["AccessKeyId"] for k in keys] == [state["grant"]["auth"]["access_key"]]
         policy = self.admin.iam.get_user_policy(UserName=user, PolicyName=f"provision-sandbox-{prefix}")[
@@ -126,7 +127,7 @@ class S3(Harness):
 class Azure(Harness):
     name = "azure"
     bucket_kind = "container"
-    render_target = "cvat"  # Supervisely's Azure backend takes the account key, not the SAS this suite issues
+    render_args = ("--target", "cvat")  # Supervisely's storage takes the account key, not the SAS this suite issues
     probes = {"read": ("GetBlob", ""), "write": ("PutBlob", ""),  # an account SAS reaches every container:
               "other": ("GetBlob", "another account")}          # outside the grant is the other account
 
@@ -146,7 +147,7 @@ class Azure(Harness):
     def converged(self, prefix: str) -> None:
         from urllib.parse import parse_qs
 
-        state = read_state()
+        state = read_grant()
         assert {(r["kind"], r["name"], r["created"]) for r in state["resources"]} == {
             ("container", f"{prefix}-public", True), ("container", f"{prefix}-private", True)}
         assert set(parse_qs(state["grant"]["auth"]["token"])["sp"][0]) == set("racwdl")
@@ -169,6 +170,8 @@ class Gcs(Harness):
     name = "gcs"
     fault = {"count": 10, "status": 400}  # a lasting 5xx is retried for RETRY_SECONDS; a 400 fails at once
     verify_env = "gcp"  # the sandbox's emulator enforces no IAM: verify probes a key file through FakeGoogle
+    # Supervisely ("IAM roles are for AWS S3 only") and CVAT take no keyless GCS grant; Onepanel names its bucket
+    render_args = ("--target", "onepanel", "--namespace", "demo")
     project = "proj-test"
     probes = {"read": ("objects.get", ""), "write": ("objects.create", ""),
               "other": ("objects.get", "another bucket")}

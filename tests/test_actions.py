@@ -11,8 +11,8 @@ import pytest
 from provision import actions, output
 from provision.errors import BadInput
 from provision.profiles import load_profile
-from provision.state import State, StateStore
-from tests.conftest import Admin
+from provision.state import StateStore
+from tests.conftest import Admin, single_grant_state
 
 
 def buckets(admin: Admin, prefix: str) -> set[str]:
@@ -23,8 +23,9 @@ def users(admin: Admin, prefix: str) -> list[str]:
     return [u["UserName"] for u in admin.iam.list_users()["Users"] if prefix in u["UserName"]]
 
 
-def apply(prefix: str, **kwargs: object) -> actions.ApplyResult:
-    return actions.apply(load_profile("sandbox", {"prefix": prefix}, "s3"), StateStore("sandbox"), **kwargs)
+def apply(prefix: str, access: str | None = None, **kwargs: object) -> actions.ApplyResult:
+    overrides = {"prefix": prefix, **({"access": access} if access else {})}
+    return actions.apply(load_profile("sandbox", overrides, "s3"), StateStore("sandbox"), **kwargs)
 
 
 def test_apply_verify_status_destroy(admin: Admin, prefix: str) -> None:
@@ -90,26 +91,28 @@ def test_destroy_asks_first(admin: Admin, prefix: str) -> None:
     assert admin.log() == [] and store.exists()
     asked: list[str] = []
     actions.destroy(store, confirm=asked.append)
-    assert asked == ["Delete everything provision created in environment 'sandbox'?"]
+    assert len(asked) == 1 and asked[0].startswith("Delete what provision created in environment 'sandbox'?\n")
+    assert f"  {prefix}: " in asked[0]  # each grant, with what it created
+    assert all(f"bucket {b}" in asked[0] for b in (f"{prefix}-public", f"{prefix}-private"))
     assert not store.exists() and buckets(admin, prefix) == set()
 
 
 def test_render_is_recorded_and_a_rotation_re_renders(admin: Admin, prefix: str, workdir: Path) -> None:
-    first = apply(prefix)
+    first = apply(prefix, access="full")  # a full key: Supervisely's instance storage, in .env
     out = workdir / "sv"
     out.mkdir()
     store = StateStore("sandbox")
-    with pytest.raises(BadInput, match="--connection does not apply to --target cvat"):
-        actions.render(store, "cvat", out, actions.RenderOptions(connection="x"))
+    with pytest.raises(BadInput, match="--storage does not apply to --target cvat"):
+        actions.render(store, "cvat", out, actions.RenderOptions(storage="x"))
     preview = actions.render(store, "supervisely", out, dry_run=True)
     assert {f.action for f in preview.files} == {"create"} and list(out.iterdir()) == []
     rendered = actions.render(store, "supervisely", out)
-    assert {f.path.name for f in rendered.files} >= {".env", "remote_links.yml"}
+    assert {f.path.name for f in rendered.files} == {".env"}  # the only grant is the storage: no Links connection
     assert first.grant is not None
     assert f"STORAGE_SECRET_KEY={first.grant.auth.secret_key}" in (out / ".env").read_text()
     assert [(r.target, r.out) for r in store.load().renders] == [("supervisely", str(out))]
     said: list[str] = []
-    rotated = apply(prefix, rotate=True, notify=said.append)
+    rotated = apply(prefix, access="full", rotate=True, notify=said.append)
     assert rotated.grant is not None and rotated.grant.auth != first.grant.auth
     assert f"re-rendered {out / '.env'}" in said and any(s.startswith("Next: supervisely up -d") for s in said)
     assert f"STORAGE_SECRET_KEY={rotated.grant.auth.secret_key}" in (out / ".env").read_text()
@@ -126,7 +129,7 @@ def test_nothing_provisioned_is_one_check(workdir: Path) -> None:
             call()
         assert caught.value.exit_code == 2 and "run `provision s3|azure|gcs --env nosuch" in str(caught.value)
     assert not (workdir / ".provision").exists()  # no lock file, no state directory
-    StateStore("empty").save(State(env="empty", provider="s3"))
+    StateStore("empty").save(single_grant_state("empty", None, provider="s3"))
     assert actions.load("empty").env == "empty"
     with pytest.raises(BadInput, match="environment 'empty' has no credential yet"):
         actions.load("empty", need="grant")

@@ -33,7 +33,7 @@ from provision.providers.azure import (
 from provision.sandbox import _make_certificate
 from provision.state import StateStore
 from tests.azure_fake import IDENTITY_HEADER, SUBSCRIPTION, FakeArm
-from tests.conftest import AzureAdmin, Cli, read_state
+from tests.conftest import AzureAdmin, Cli, read_grant
 
 READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
@@ -85,7 +85,7 @@ def denied(call: Any, *args: Any, **kwargs: Any) -> bool:
 
 
 def token(env: str = "sandbox") -> str:
-    return read_state(env)["grant"]["auth"]["token"]
+    return read_grant(env)["grant"]["auth"]["token"]
 
 
 def one_line_error(result: Any) -> None:
@@ -102,7 +102,7 @@ def test_readonly_sas_reads_and_nothing_else(cli: Cli, azure_admin: AzureAdmin, 
     result = azure(cli, "--env", "sandbox", "--prefix", prefix, "--sas-expiry", "7d")
     assert result.exit_code == 0, result.output
     assert "verify: all 22 probes match the grant" in result.stderr
-    grant = read_state()["grant"]
+    grant = read_grant()["grant"]
     endpoint = azure_admin.endpoint
     assert {k: v for k, v in grant.items() if k != "auth"} == {
         "provider": "azure", "storage_provider": "azure", "access": "readonly",
@@ -264,17 +264,17 @@ def test_dry_run_makes_no_mutating_request(cli: Cli, azure_admin: AzureAdmin, pr
 
 def test_other_expiry_is_reported_and_kept_until_rotate(cli: Cli, azure_admin: AzureAdmin, prefix: str) -> None:
     assert azure(cli, "--env", "sandbox", "--prefix", prefix, "--sas-expiry", "30d").exit_code == 0
-    first = read_state()["grant"]["auth"]
+    first = read_grant()["grant"]["auth"]
     result = azure(cli, "--env", "sandbox", "--prefix", prefix, "--sas-expiry", "12h")
     assert result.exit_code == 0, result.output
     assert "--sas-expiry 12h differs from the stored SAS" in result.stderr and "kept" in result.stderr
     assert "no changes" in result.stderr
-    assert read_state()["grant"]["auth"] == first
+    assert read_grant()["grant"]["auth"] == first
     azure_admin.reset_log()
     result = azure(cli, "--env", "sandbox", "--prefix", prefix, "--sas-expiry", "12h", "--rotate", "--json",
                    "--no-verify")
     assert result.exit_code == 0, result.output
-    new = read_state()["grant"]["auth"]
+    new = read_grant()["grant"]["auth"]
     assert new["token"] != first["token"]
     fields = sas_fields(new["token"])
     assert _instant(fields["se"]) - _instant(fields["st"]) == timedelta(hours=12) + SAS_CLOCK_SKEW
@@ -296,13 +296,14 @@ def test_sas_due_for_renewal_is_reissued(cli: Cli, azure_admin: AzureAdmin, pref
     now = datetime.now(timezone.utc).replace(microsecond=0)
     account = azure_admin.account
     old = issue_sas(account.name, account.key2, Access.readonly, now - timedelta(days=29), now + timedelta(days=1))
-    state["grant"]["auth"].update(token=old, expires_at=(now + timedelta(days=1)).isoformat())
+    [record] = state["grants"].values()
+    record["grant"]["auth"].update(token=old, expires_at=(now + timedelta(days=1)).isoformat())
     path.write_text(json.dumps(state))
     result = azure(cli, "--env", "sandbox", "--prefix", prefix, "--json")
     assert result.exit_code == 0, result.output
     issued = [c["detail"] for c in json.loads(result.stdout)["changes"] if c["action"] == "issue"]
     assert len(issued) == 1 and issued[0].startswith("renewal: 1 d 0 h left of the stored SAS, under 7 d 0 h")
-    new = read_state()["grant"]["auth"]
+    new = read_grant()["grant"]["auth"]
     assert new["token"] != old and _instant(new["expires_at"]) >= now + timedelta(days=30)
 
 
@@ -342,7 +343,7 @@ def test_expiry_parsing() -> None:
 def test_account_key_grant(cli: Cli, azure_admin: AzureAdmin, prefix: str, workdir: Path) -> None:
     result = azure(cli, "--env", "sandbox", "--prefix", prefix, "--account-key")
     assert result.exit_code == 0, result.output
-    grant = read_state()["grant"]
+    grant = read_grant()["grant"]
     assert grant["access"] == "full"
     assert grant["auth"] == {"kind": "key_pair", "access_key": azure_admin.account.name,
                              "secret_key": azure_admin.account.key1}
@@ -364,7 +365,7 @@ def test_adopted_public_container_is_made_private_and_kept(cli: Cli, azure_admin
     assert ("adopt", "public access container; adopted (destroy never deletes it)") in mine
     assert ("update", "public access container → off (private)") in mine
     assert legacy.get_container_properties().public_access is None
-    assert [r["created"] for r in read_state()["resources"] if r["name"] == f"{prefix}-legacy"] == [False]
+    assert [r["created"] for r in read_grant()["resources"] if r["name"] == f"{prefix}-legacy"] == [False]
     done = cli("destroy", "--env", "sandbox", "--yes")
     assert done.exit_code == 0, done.output
     assert "left in place" in done.stderr and f"{prefix}-legacy" in done.stderr
@@ -393,7 +394,7 @@ def test_connection_string_mode_keeps_the_key_out_of_state(cli: Cli, azure_admin
     assert result.exit_code == 0, result.output
     text = (Path(os.environ["PROVISION_STATE_DIR"]) / "cs.json").read_text()
     assert azure_admin.account.key1 not in text  # the connection string is stored without its key
-    state = read_state("cs")
+    state = read_grant("cs")
     assert state["inputs"]["connection_string"] == (
         f"DefaultEndpointsProtocol=https;AccountName={endpoint.account.name};BlobEndpoint={endpoint.account_url()};")
     assert state["grant"]["endpoint"] == endpoint.account_url()
@@ -501,7 +502,7 @@ def test_management_creates_a_secure_account(cli: Cli, arm: FakeArm, azure_admin
         "provisionenv": "default", "provisiongrant": prefix, "provisionstate": marks["provision:state"]}}}
         for r in containers)
     assert all(r["query"]["api-version"] for r in arm.requests)
-    state = read_state("default")
+    state = read_grant("default")
     assert [(r["kind"], r["name"], r["created"], r["parent"]) for r in state["resources"]] == [
         ("resource_group", f"provision-{account}", True, SUBSCRIPTION),
         ("storage_account", account, True, f"provision-{account}"),
@@ -514,7 +515,7 @@ def test_management_creates_a_secure_account(cli: Cli, arm: FakeArm, azure_admin
     again = azure(cli, "--prefix", prefix, "--account", account, "--location", "northeurope")
     assert again.exit_code == 0, again.output
     assert arm.requests and arm.mutating() == [] and azure_admin.mutating() == []
-    assert read_state("default")["grant"] == state["grant"]
+    assert read_grant("default")["grant"] == state["grant"]
 
     done = cli("destroy", "--yes")
     assert done.exit_code == 0, done.output
@@ -548,7 +549,7 @@ def test_status_finds_a_deleted_container(cli: Cli, azure_admin: AzureAdmin, pre
     rows = json.loads(result.stdout)["rows"]
     assert [(r["resource"], r["name"], r["problem"].split(":")[0]) for r in rows] == [
         ("container", f"{prefix}-private", "missing")]
-    assert rows[0]["fix"].startswith(f"provision azure --env sandbox --prefix {prefix} --readonly")
+    assert rows[0]["fix"].startswith(f"provision azure --env sandbox --grant {prefix} --prefix {prefix} --readonly")
 
 
 def test_adopted_insecure_account_is_reported_and_hardened_only_on_request(cli: Cli, arm: FakeArm,
@@ -589,7 +590,7 @@ def test_keyless_assigns_the_blob_role_on_each_container(cli: Cli, arm: FakeArm,
         assert put["body"] == {"properties": {
             "roleDefinitionId": f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/"
                                 f"{READER}", "principalId": PRINCIPAL, "principalType": "ServicePrincipal"}}
-    state = read_state("default")
+    state = read_grant("default")
     assert state["grant"]["auth"] == {"kind": "ambient"}
     assert not any(r["method"] == "POST" and r["path"].endswith("/listKeys") for r in arm.requests)  # no secret read
     assert [r["kind"] for r in state["resources"]].count("role_assignment") == 2
@@ -633,13 +634,13 @@ def test_taken_account_name_is_refused_before_anything_is_created(cli: Cli, arm:
 def test_management_rotate_regenerates_key2_before_signing(cli: Cli, arm: FakeArm, prefix: str) -> None:
     args = ["--prefix", prefix, "--account", "rotateacct", "--no-verify"]
     assert azure(cli, *args).exit_code == 0
-    old = read_state("default")["grant"]["auth"]
+    old = read_grant("default")["grant"]["auth"]
     arm.reset_log()
     result = azure(cli, *args, "--rotate")
     assert result.exit_code == 0, result.output
     assert [(r["method"], r["path"].rsplit("/", 1)[1], r["body"]) for r in arm.mutating()] == [
         ("POST", "regenerateKey", {"keyName": "key2"})]
-    new = read_state("default")["grant"]["auth"]
+    new = read_grant("default")["grant"]["auth"]
     fields = sas_fields(new["token"])
     expected = issue_sas("rotateacct", arm.keys["rotateacct"]["key2"], Access.readonly, _instant(fields["st"]),
                          _instant(fields["se"]))
@@ -651,7 +652,7 @@ def test_management_rotate_regenerates_key2_before_signing(cli: Cli, arm: FakeAr
 def test_management_account_key_is_key1(cli: Cli, arm: FakeArm, azure_admin: AzureAdmin, prefix: str) -> None:
     result = azure(cli, "--prefix", prefix, "--account", azure_admin.account.name, "--account-key")
     assert result.exit_code == 0, result.output
-    assert read_state("default")["grant"]["auth"]["secret_key"] == azure_admin.account.key1
+    assert read_grant("default")["grant"]["auth"]["secret_key"] == azure_admin.account.key1
     assert cli("destroy", "--yes").exit_code == 0
 
 
@@ -680,7 +681,7 @@ def test_objects_store_reads_ranges_and_reports_md5(cli: Cli, azure_admin: Azure
     assert azure(cli, f"{prefix}-obj", "--env", "sandbox", "--readonly").exit_code == 0
     from provision.objects import open_store
 
-    state = StateStore("sandbox").load()
+    state = StateStore("sandbox").load().one(None, "the test")
     writer = open_store(state, f"{prefix}-obj", write=True)
     writer.put_bytes("b/2.txt", b"hello world")
     writer.put_bytes("a/1.txt", b"")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from provision.models import Access, Grant, KeyPair
-from provision.state import State, StateStore
-from tests.conftest import Admin, Cli
+from provision.state import StateStore
+from tests.conftest import Admin, Cli, single_grant_state
 
 LONG = "r" * 65
 
@@ -53,7 +53,7 @@ def prepared(workdir: Path) -> Path:
     (envs / "listy.yaml").write_text("- s3\n- acme\n")
     (envs / "azprofile.yaml").write_text("provider: azure\n")
     (workdir / "afile").write_text("not a directory\n")
-    StateStore("ready").save(State(env="ready", provider="s3", grant=Grant(
+    StateStore("ready").save(single_grant_state("ready", Grant(
         provider="s3", storage_provider="minio", access=Access.readonly, buckets=["acme-public"],
         endpoint="s3.amazonaws.com", port=443, auth=KeyPair(access_key="AKIA", secret_key="s"))))
     (workdir / ".provision" / "corrupt.json").write_text("{not json")

@@ -14,20 +14,20 @@ import pytest
 
 from provision import sandbox
 from provision.state import StateStore
-from tests.conftest import Cli, read_state
+from tests.conftest import Cli, read_grant
 from tests.harnesses import Harness, run
 
 
 def test_rerun_is_quiet(cli: Cli, harness: Harness, prefix: str) -> None:
     first = run(cli, *harness.args(prefix), "--json")
     assert json.loads(first.stdout)["changed"] is True
-    grant = read_state()["grant"]
+    grant = read_grant()["grant"]
     harness.reset_log()
     again = run(cli, *harness.args(prefix), "--json")
     assert json.loads(again.stdout)["changed"] is False
     assert harness.log(), "the re-run looked at nothing"
     assert harness.mutating() == []
-    assert read_state()["grant"] == grant
+    assert read_grant()["grant"] == grant
 
 
 def test_dry_runs_make_no_mutating_request(cli: Cli, harness: Harness, prefix: str, workdir: Path) -> None:
@@ -42,7 +42,7 @@ def test_dry_runs_make_no_mutating_request(cli: Cli, harness: Harness, prefix: s
     out.mkdir()
     harness.reset_log()
     for args in (harness.args(prefix, full=True), [*harness.args(prefix), "--rotate"],
-                 ["render-env", "--env", "sandbox", "--target", harness.render_target, "--out", str(out)],
+                 ["render-env", "--env", "sandbox", *harness.render_args, "--out", str(out)],
                  ["destroy", "--env", "sandbox", "--delete-data"]):
         run(cli, *args, "--dry-run")
     assert harness.mutating() == []
@@ -95,7 +95,7 @@ def test_destroy_spares_adopted_bucket_and_its_objects(cli: Cli, harness: Harnes
     assert "left in place" in result.stderr and adopted in result.stderr
     assert harness.read(adopted, "keep/me.jpg") == b"precious"
     assert adopted in harness.names(prefix) and created not in harness.names(prefix)
-    state = read_state()
+    state = read_grant()
     assert state["grant"] is None
     assert [(r["kind"], r["name"], r["created"]) for r in state["resources"]] == [(harness.bucket_kind, adopted, False)]
 
@@ -149,7 +149,7 @@ def test_a_lost_answer_to_the_first_create_is_settled(cli: Cli, harness: Harness
         sandbox.control(harness.log_url, "faults", {})
     assert result.exit_code == 0, result.output
     assert (harness.bucket_kind, f"{prefix}-public", True) in {
-        (r["kind"], r["name"], r["created"]) for r in read_state()["resources"]}
+        (r["kind"], r["name"], r["created"]) for r in read_grant()["resources"]}
     run(cli, "destroy", "--env", "sandbox", "--yes")
     assert harness.names(prefix) == []
 

@@ -22,8 +22,8 @@ from botocore.exceptions import ClientError
 
 from provision.models import Access, Grant, KeyPair, Role
 from provision.render import render_cvat
-from provision.state import State, StateStore
-from tests.conftest import Admin, Cli, read_state
+from provision.state import StateStore
+from tests.conftest import Admin, Cli, read_grant, single_grant_state
 
 TOKEN = "pat-" + uuid.uuid4().hex
 USER, PASSWORD = "alice", "correct horse battery staple"
@@ -205,11 +205,11 @@ def provisioned(cli: Cli, admin: Admin, prefix: str, monkeypatch: pytest.MonkeyP
         monkeypatch.delenv(var, raising=False)
     result = cli("s3", "--env", "sandbox", "--prefix", prefix, "--readonly")
     assert result.exit_code == 0, result.output
-    return read_state("sandbox")["grant"]
+    return read_grant("sandbox")["grant"]
 
 
 def set_grant(env: str, grant: Grant) -> None:
-    StateStore(env).save(State(env=env, provider="s3", grant=grant))
+    StateStore(env).save(single_grant_state(env, grant))
 
 
 # ---- render-env --target cvat ------------------------------------------------------------------------------------
@@ -256,7 +256,7 @@ def test_rotate_rerenders_the_cvat_file(cli: Cli, provisioned: dict[str, Any], w
     assert result.exit_code == 0, result.output
     rotated = cli("s3", "--env", "sandbox", "--prefix", prefix, "--rotate")
     assert rotated.exit_code == 0, rotated.output
-    new = read_state("sandbox")["grant"]["auth"]
+    new = read_grant("sandbox")["grant"]["auth"]
     assert new["access_key"] != provisioned["auth"]["access_key"]
     body = json.loads((out / "cvat-cloudstorage.json").read_text())
     assert (body["key"], body["secret_key"]) == (new["access_key"], new["secret_key"])
@@ -332,7 +332,8 @@ def test_attach_creates_once_then_updates_in_place(cli: Cli, provisioned: dict[s
     # A rotated key (edited into the state file) reaches CVAT on the next run: same id, PATCHed.
     path = Path(os.environ["PROVISION_STATE_DIR"]) / "sandbox.json"
     state = json.loads(path.read_text())
-    state["grant"]["auth"].update(access_key="AKIAROTATEDROTATED01", secret_key="r" * 40)
+    [record] = state["grants"].values()
+    record["grant"]["auth"].update(access_key="AKIAROTATEDROTATED01", secret_key="r" * 40)
     path.write_text(json.dumps(state))
     third = attach(cli, cvat, "--token", TOKEN)
     assert third.exit_code == 0, third.output
@@ -452,7 +453,7 @@ def test_attach_azure_sas_and_gcs_key_file(cli: Cli, cvat: FakeCvat, workdir: Pa
     from provision.models import KeyFile, SasToken
 
     sas = "se=2026-12-01T00%3A00%3A00Z&sp=rl&spr=https&sv=2026-10-06&ss=b&srt=co&sig=c2lnbmF0dXJl"
-    StateStore("az").save(State(env="az", provider="azure", grant=Grant(
+    StateStore("az").save(single_grant_state("az", Grant(
         provider="azure", storage_provider="azure", access=Access.readonly, buckets=["acme-public"],
         endpoint="https://acmesv.blob.core.windows.net",
         auth=SasToken(account_name="acmesv", token=sas, expires_at=datetime(2026, 12, 1, tzinfo=timezone.utc)))))
@@ -466,7 +467,7 @@ def test_attach_azure_sas_and_gcs_key_file(cli: Cli, cvat: FakeCvat, workdir: Pa
     key = workdir / "key.json"
     key.write_bytes(b'{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----"}')
     key.chmod(0o600)
-    StateStore("gs").save(State(env="gs", provider="gcs", grant=Grant(
+    StateStore("gs").save(single_grant_state("gs", Grant(
         provider="gcs", storage_provider="google", access=Access.readonly, buckets=["acme-data"],
         endpoint="storage.googleapis.com", auth=KeyFile(path=str(key)))))
     for action in ("create", "update"):

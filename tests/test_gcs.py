@@ -27,7 +27,7 @@ from provision.models import Access, Grant, KeyFile
 from provision.providers.base import SDK_ATTEMPTS_ENV
 from provision.providers.gcp import IAM_ENDPOINT_ENV, SANDBOX_NOTE, GcsOptions, sdk
 from provision.providers.gcp.verify import Setup, hmac_probes, json_api_outcome, key_file_probes, xml_api_outcome
-from tests.conftest import Cli, GcsAdmin, read_state
+from tests.conftest import Cli, GcsAdmin, read_grant
 from tests.gcp_fake import FakeGoogle
 
 PROJECT = "proj-test"
@@ -101,7 +101,7 @@ def test_sandbox_keyless_then_render_env(cli: Cli, gcs_admin: GcsAdmin, prefix: 
     assert [(c["action"], c["name"]) for c in doc["changes"] if c["kind"] == "bucket"] == [
         ("create", buckets[0]), ("update", buckets[0]), ("create", buckets[1]), ("update", buckets[1])]
     endpoint = gcs_admin.endpoint.endpoint_url
-    assert read_state()["grant"] == {
+    assert read_grant()["grant"] == {
         "provider": "gcs", "storage_provider": "google", "access": "readonly", "buckets": buckets,
         "endpoint": endpoint.removeprefix("http://"), "endpoint_url": endpoint, "port": None, "secure": False,
         "region": "US", "auth": {"kind": "ambient"}}
@@ -111,15 +111,16 @@ def test_sandbox_keyless_then_render_env(cli: Cli, gcs_admin: GcsAdmin, prefix: 
     steps = [(e["method"], e["path"]) for e in gcs_admin.mutating()]
     assert steps == [("POST", "/storage/v1/b"), ("PATCH", f"/storage/v1/b/{buckets[0]}"),
                      ("POST", "/storage/v1/b"), ("PATCH", f"/storage/v1/b/{buckets[1]}")]
-    assert {r["kind"] for r in read_state()["resources"]} == {"bucket"}
+    assert {r["kind"] for r in read_grant()["resources"]} == {"bucket"}
 
+    # Supervisely takes IAM roles for AWS S3 only: a keyless GCS grant is neither its storage nor a Links connection
     out = workdir / "sv"
     out.mkdir()
-    rendered = run(cli, "render-env", "--env", "sandbox", "--out", str(out))
-    env_text = (out / ".env").read_text()
-    assert "STORAGE_PROVIDER=google" in env_text and "STORAGE_CREDENTIALS_PATH" not in env_text
-    assert yaml.safe_load((out / "remote_links.yml").read_text())["provision-sandbox"]["buckets"] == buckets
-    assert "Next: supervisely up -d" in rendered.stderr
+    refused = cli("render-env", "--env", "sandbox", "--out", str(out))
+    assert refused.exit_code == 2, refused.output
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "Supervisely takes IAM roles for AWS S3 only" in refused.stderr and "--keyless" in refused.stderr
+    assert list(out.iterdir()) == []
 
 
 def test_sandbox_rerun_and_dry_run_make_no_mutating_request(cli: Cli, gcs_admin: GcsAdmin, prefix: str,
@@ -141,11 +142,17 @@ def test_sandbox_rerun_and_dry_run_make_no_mutating_request(cli: Cli, gcs_admin:
 
 
 def test_sandbox_verify_says_there_is_nothing_true_to_probe(cli: Cli, gcs_admin: GcsAdmin, prefix: str) -> None:
+    """A keyless grant has no key to probe from here: verify lists it as skipped and sends no request."""
     run(cli, "gcs", "--prefix", prefix, "--env", "sandbox", "--keyless")
     gcs_admin.reset_log()
-    result = cli("verify", "--env", "sandbox")
-    assert result.exit_code == 2
-    assert "nothing true to probe" in result.stderr and "no IAM" in result.stderr
+    result = cli("verify", "--env", "sandbox", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    [grant] = doc["grants"]
+    assert grant["name"] == prefix and grant["skipped"].startswith("ambient") and grant["rows"] == []
+    assert doc["rows"] == []
+    human = cli("verify", "--env", "sandbox")
+    assert human.exit_code == 0 and f"grant {prefix}" in human.stderr and "skipped (ambient" in human.stderr
     assert gcs_admin.log() == []
 
 
@@ -167,7 +174,7 @@ def test_fault_at_every_mutating_step_converges_and_destroys_to_zero(cli: Cli, g
         assert failed.exit_code in (3, 4), (k, failed.output)
         assert len(failed.stderr.strip().splitlines()) == 1, (k, failed.stderr)
         if k > 1:
-            assert failed.exit_code == 4 and any(r["created"] for r in read_state()["resources"])
+            assert failed.exit_code == 4 and any(r["created"] for r in read_grant()["resources"])
         run(cli, *args)
         for name in (f"{p}-public", f"{p}-private"):
             config = gcs_admin.storage.get_bucket(name).iam_configuration
@@ -220,7 +227,7 @@ def test_adopted_bucket_is_reported_hardened_only_when_asked_and_never_destroyed
     assert "left in place" in result.stderr and adopted in result.stderr
     assert buckets_with(gcs_admin, prefix) == [adopted]
     assert gcs_admin.storage.bucket(adopted).blob("keep/me.jpg").download_as_bytes() == b"precious"
-    assert [(r["kind"], r["name"], r["created"]) for r in read_state()["resources"]] == [("bucket", adopted, False)]
+    assert [(r["kind"], r["name"], r["created"]) for r in read_grant()["resources"]] == [("bucket", adopted, False)]
 
 
 # ---- bad input: exit 2, one line, nothing asked of any cloud ----------------------------------------------------
@@ -292,7 +299,7 @@ def test_key_file_grant_bodies_and_outputs(cli: Cli, google: FakeGoogle, gcs_adm
         ("buckets.setIamPolicy", "deny")}
 
     # the key file: 0600 in a 0700 directory, absolute path in the grant, never printed
-    path = Path(read_state("gcp")["grant"]["auth"]["path"])
+    path = Path(read_grant("gcp")["grant"]["auth"]["path"])
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     key = json.loads(path.read_text())
     assert key["client_email"] == email and key["type"] == "service_account"
@@ -327,21 +334,21 @@ def test_key_file_grant_bodies_and_outputs(cli: Cli, google: FakeGoogle, gcs_adm
     for name in buckets:
         assert google.bucket_policy(name)["bindings"] == sorted(sets[0][1]["bindings"], key=lambda b: b["role"])
 
-    # rendered: the key mounted read-only by absolute path, its contents nowhere
+    # rendered: the full key file is the instance storage, mounted read-only by absolute path, its contents nowhere
     out = workdir / "sv"
     out.mkdir()
     run(cli, "render-env", "--env", "gcp", "--out", str(out))
-    assert "STORAGE_CREDENTIALS_PATH=/gcs.json" in (out / ".env").read_text()
+    env_text = (out / ".env").read_text()
+    assert "STORAGE_CREDENTIALS_PATH=/gcs.json" in env_text and "STORAGE_PROVIDER=google" in env_text
+    assert f"STORAGE_ENDPOINT={read_grant('gcp')['grant']['endpoint']}" in env_text
     override = yaml.safe_load((out / "docker-compose.override.yml").read_text())
-    assert {"type": "bind", "source": str(path), "target": "/gcs.json", "read_only": True} in \
-        override["services"]["http-storage"]["volumes"]
-    links = yaml.safe_load((out / "remote_links.yml").read_text())["provision-gcp"]
-    assert links == {"provider": "google", "endpoint": read_state("gcp")["grant"]["endpoint"],
-                     "credentials_path": "/gcs.json", "buckets": [f"{prefix}-public", f"{prefix}-private"]}
+    assert override["services"]["http-storage"]["volumes"] == [
+        {"type": "bind", "source": str(path), "target": "/gcs.json", "read_only": True}]
+    assert not (out / "remote_links.yml").exists()  # the storage is no Links connection
     run(cli, "render-env", "--env", "gcp", "--out", str(out), "--target", "cvat")
     body = json.loads((out / "cvat-cloudstorage.json").read_text())
     assert (body["provider_type"], body["credentials_type"]) == ("GOOGLE_CLOUD_STORAGE", "KEY_FILE_PATH")
-    for name in (".env", "docker-compose.override.yml", "remote_links.yml", "cvat-cloudstorage.json"):
+    for name in (".env", "docker-compose.override.yml", "cvat-cloudstorage.json"):
         assert secret_line not in (out / name).read_text()
 
     # a re-run: no new key, no mutating request anywhere
@@ -366,13 +373,13 @@ def test_rotate_replaces_the_key_file_then_deletes_the_old_key(cli: Cli, google:
     out = workdir / "sv"
     out.mkdir()
     run(cli, "render-env", "--env", "gcp", "--out", str(out))
-    path = Path(read_state("gcp")["grant"]["auth"]["path"])
+    path = Path(read_grant("gcp")["grant"]["auth"]["path"])
     old = json.loads(path.read_text())
     email = old["client_email"]
     google.reset()
     result = gcs(cli, "--prefix", prefix, "--rotate")
     assert result.exit_code == 0, result.output
-    new_path = Path(read_state("gcp")["grant"]["auth"]["path"])
+    new_path = Path(read_grant("gcp")["grant"]["auth"]["path"])
     new = json.loads(new_path.read_text())
     assert new["private_key_id"] != old["private_key_id"] and stat.S_IMODE(new_path.stat().st_mode) == 0o600
     # one file per key: the old file is gone with its key, and the re-rendered override mounts the new path, so
@@ -380,12 +387,14 @@ def test_rotate_replaces_the_key_file_then_deletes_the_old_key(cli: Cli, google:
     assert not path.exists() and new_path != path
     override = yaml.safe_load((out / "docker-compose.override.yml").read_text())
     mounts = {v["target"]: v["source"] for v in override["services"]["http-storage"]["volumes"]}
-    assert mounts["/gcs.json"] == str(new_path)
+    assert mounts[f"/gcs-{prefix}.json"] == str(new_path)  # a read-only key: the Links connection named after it
+    links = yaml.safe_load((out / "remote_links.yml").read_text())[prefix]
+    assert links["credentials_path"] == f"/gcs-{prefix}.json"
     steps = [(r["method"], r["body"]["name"].rsplit("/", 1)[-1]) for r in google.mutating("iam")]
     assert steps == [("CreateServiceAccountKey", email), ("DeleteServiceAccountKey", old["private_key_id"])]
     assert json.loads(result.stdout)["verify"]  # the new key was probed before the old one went
     assert google.user_keys(email) == [new["private_key_id"]]
-    assert [r["name"] for r in read_state("gcp")["resources"] if r["kind"] == "sa_key"] == [new["private_key_id"]]
+    assert [r["name"] for r in read_grant("gcp")["resources"] if r["kind"] == "sa_key"] == [new["private_key_id"]]
     with pytest.raises(RefreshError):  # the old key can no longer mint a token
         service_account.Credentials.from_service_account_info(old, scopes=["https://www.googleapis.com/auth/"
                                                                            "cloud-platform"]).refresh(Request())
@@ -401,7 +410,7 @@ def test_org_policy_forbidding_keys_names_the_ways_out(cli: Cli, google: FakeGoo
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--hmac" in lines[0] and "--keyless" in lines[0], result.stderr
     assert "organisation policy" in lines[0]
-    kinds = [(r["kind"], r["created"]) for r in read_state("gcp")["resources"]]
+    kinds = [(r["kind"], r["created"]) for r in read_grant("gcp")["resources"]]
     assert kinds.count(("bucket", True)) == 2 and ("service_account", True) in kinds
     assert kinds.count(("bucket_binding", True)) == 2
     assert not list((workdir / ".provision" / "keys").glob("gcp-*.json"))
@@ -426,7 +435,7 @@ def test_hmac_grant_and_its_destroy(cli: Cli, google: FakeGoogle, gcs_admin: Gcs
     result = gcs(cli, "--prefix", prefix, "--full", "--hmac", "--no-verify")
     assert result.exit_code == 0, result.output
     email = sa_email(f"provision-{prefix}-rw")
-    grant = read_state("gcp")["grant"]
+    grant = read_grant("gcp")["grant"]
     access_id, secret = grant["auth"]["access_key"], grant["auth"]["secret_key"]
     assert access_id.startswith("GOOG1E") and access_id in google.hmac_keys
     assert {k: grant[k] for k in ("provider", "storage_provider", "endpoint", "endpoint_url", "port", "secure")} == {
@@ -456,11 +465,8 @@ def test_hmac_grant_and_its_destroy(cli: Cli, google: FakeGoogle, gcs_admin: Gcs
                  f"STORAGE_ACCESS_KEY={access_id}", f"STORAGE_SECRET_KEY={secret}"):
         assert line + "\n" in env
     assert "STORAGE_CREDENTIALS_PATH" not in env
-    links = yaml.safe_load((out / "remote_links.yml").read_text())["provision-gcp"]
-    assert (links["provider"], links["endpoint"], links["access_key"], links["secret_key"]) == (
-        "minio", "storage.googleapis.com", access_id, secret)
-    override = yaml.safe_load((out / "docker-compose.override.yml").read_text())
-    assert [v["target"] for v in override["services"]["http-storage"]["volumes"]] == ["/remote_links.yml"]
+    # the full HMAC key is the instance storage: no Links connection, nothing to mount
+    assert not (out / "remote_links.yml").exists() and not (out / "docker-compose.override.yml").exists()
     # CVAT's S3 "key" holds at most 40 characters and a GCS HMAC access id has 61: refused, pointing at a key file
     cvat = cli("render-env", "--env", "gcp", "--out", str(out), "--target", "cvat")
     assert cvat.exit_code == 2 and len(cvat.stderr.strip().splitlines()) == 1
@@ -521,13 +527,13 @@ def test_access_change_and_destroy_touch_only_our_member(cli: Cli, google: FakeG
     put = [b for p, b in bodies(google, "PUT", f"/b/{adopted}/iam") if member in str(b)]
     assert put[0]["etag"] == "BwYpCustom="
     assert {"role": VIEWER, "members": sorted(["user:alice@example.com", member])} in put[0]["bindings"]
-    key = json.loads(Path(read_state("gcp")["grant"]["auth"]["path"]).read_text())
+    key = json.loads(Path(read_grant("gcp")["grant"]["auth"]["path"]).read_text())
 
     google.reset()
     result = gcs(cli, *args, "--full")
     assert result.exit_code == 0, result.output
     assert [r["method"] for r in google.mutating("iam")] == []  # same account, same key
-    assert json.loads(Path(read_state("gcp")["grant"]["auth"]["path"]).read_text()) == key
+    assert json.loads(Path(read_grant("gcp")["grant"]["auth"]["path"]).read_text()) == key
     for name in (adopted, created):
         bindings = {b["role"]: b["members"] for b in google.bucket_policy(name)["bindings"]}
         assert member in bindings[ADMIN_ROLE] and member in bindings[READER]
@@ -540,7 +546,7 @@ def test_access_change_and_destroy_touch_only_our_member(cli: Cli, google: FakeG
     assert bindings_of(google, adopted) == {VIEWER: ["user:alice@example.com"]}
     assert buckets_with(gcs_admin, prefix) == [adopted]
     assert not list((workdir / ".provision" / "keys").glob("gcp-*.json"))
-    kept = {(r["kind"], r["name"]) for r in read_state("gcp")["resources"]}
+    kept = {(r["kind"], r["name"]) for r in read_grant("gcp")["resources"]}
     assert kept == {("bucket", adopted), ("service_account", email)}  # our member was removed: its record too
 
 
@@ -553,7 +559,7 @@ def test_new_service_account_is_bound_once_iam_knows_it(cli: Cli, google: FakeGo
     assert writes == [400, 400, 200]
     assert bindings_of(google, f"{prefix}-data") == {READER: [f"serviceAccount:{email}"],
                                                      VIEWER: [f"serviceAccount:{email}"]}
-    assert [(r["kind"], r["created"]) for r in read_state("gcp")["resources"]].count(("bucket_binding", True)) == 1
+    assert [(r["kind"], r["created"]) for r in read_grant("gcp")["resources"]].count(("bucket_binding", True)) == 1
 
 
 def test_a_policy_changed_under_us_is_read_again_and_merged(cli: Cli, google: FakeGoogle, gcs_admin: GcsAdmin,
@@ -580,7 +586,7 @@ def test_a_policy_changed_under_us_is_read_again_and_merged(cli: Cli, google: Fa
 def test_switching_to_hmac_retires_the_key_and_its_file(cli: Cli, google: FakeGoogle, prefix: str,
                                                          workdir: Path) -> None:
     assert gcs(cli, "--prefix", prefix).exit_code == 0
-    path = Path(read_state("gcp")["grant"]["auth"]["path"])
+    path = Path(read_grant("gcp")["grant"]["auth"]["path"])
     old = json.loads(path.read_text())["private_key_id"]
     google.reset()
     result = gcs(cli, "--prefix", prefix, "--hmac", "--no-verify")
@@ -589,7 +595,7 @@ def test_switching_to_hmac_retires_the_key_and_its_file(cli: Cli, google: FakeGo
     assert steps == [("storage", "POST"), ("iam", "DeleteServiceAccountKey")]  # the new credential first
     assert google.mutating("iam")[0]["path"].endswith(f"/keys/{old}")
     assert google.user_keys(sa_email(f"provision-{prefix}-ro")) == [] and not path.exists()
-    assert {r["kind"] for r in read_state("gcp")["resources"]} == {"bucket", "service_account", "bucket_binding",
+    assert {r["kind"] for r in read_grant("gcp")["resources"]} == {"bucket", "service_account", "bucket_binding",
                                                                    "hmac_key"}
 
 
@@ -745,7 +751,7 @@ def test_a_lost_create_answer_is_retried_and_the_bucket_stays_tracked(cli: Cli, 
     inserts = [e for e in gcs_admin.log() if e["method"] == "POST" and e["path"] == "/storage/v1/b"]
     assert [e["status"] for e in inserts][:2] == [503, 409]
     assert ("bucket", f"{prefix}-public", True) in {(r["kind"], r["name"], r["created"])
-                                                    for r in read_state()["resources"]}
+                                                    for r in read_grant()["resources"]}
     assert cli("destroy", "--env", "sandbox", "--yes").exit_code == 0
     assert buckets_with(gcs_admin, prefix) == []
 

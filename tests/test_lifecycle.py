@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import Admin, Cli, read_state
+from tests.conftest import Admin, Cli, read_grant
 
 
 def emulator_resources(admin: Admin, prefix: str) -> dict[str, list[str]]:
@@ -64,26 +64,38 @@ def test_destroy_without_terminal_needs_yes(cli: Cli, admin: Admin, prefix: str)
 
 
 def test_rotate_issues_verifies_rerenders_then_revokes(cli: Cli, admin: Admin, prefix: str, workdir: Path) -> None:
-    assert cli("s3", "--env", "sandbox", "--prefix", prefix).exit_code == 0
+    """A full grant (the instance storage, in .env) and a read-only one (a Links connection, in remote_links.yml):
+    rotating each re-renders the file holding its key, and its old key is revoked last."""
+    links = f"{prefix}l"
+    assert cli("s3", "--env", "sandbox", "--prefix", prefix, "--full").exit_code == 0
+    assert cli("s3", "--env", "sandbox", "--prefix", links).exit_code == 0
     out = workdir / "sv"
     out.mkdir()
     assert cli("render-env", "--env", "sandbox", "--out", str(out)).exit_code == 0
-    old = read_state()["grant"]["auth"]
+    old = read_grant(name=prefix)["grant"]["auth"]
     admin.reset_log()
-    result = cli("s3", "--env", "sandbox", "--prefix", prefix, "--rotate")
+    result = cli("s3", "--env", "sandbox", "--prefix", prefix, "--full", "--rotate")
     assert result.exit_code == 0, result.output
-    new = read_state()["grant"]["auth"]
+    new = read_grant(name=prefix)["grant"]["auth"]
     assert new["access_key"] != old["access_key"]
     iam_steps = [e["action"] for e in admin.mutating() if e["service"] == "iam"]
     assert iam_steps == ["CreateAccessKey", "DeleteAccessKey"]  # the old key goes last, so at most 2 exist
-    keys = admin.iam.list_access_keys(UserName=f"provision-{prefix}-readonly")["AccessKeyMetadata"]
+    keys = admin.iam.list_access_keys(UserName=f"provision-{prefix}-full")["AccessKeyMetadata"]
     assert [k["AccessKeyId"] for k in keys] == [new["access_key"]]
     env_text = (out / ".env").read_text()
     assert f"STORAGE_SECRET_KEY={new['secret_key']}" in env_text and old["secret_key"] not in env_text
-    assert new["secret_key"] in (out / "remote_links.yml").read_text()
     with pytest.raises(ClientError):
         admin.client("s3", old["access_key"], old["secret_key"]).list_objects_v2(Bucket=f"{prefix}-public")
     assert old["secret_key"] not in result.output and new["secret_key"] not in result.output
+
+    old_links = read_grant(name=links)["grant"]["auth"]
+    assert old_links["secret_key"] in (out / "remote_links.yml").read_text()
+    rotated = cli("s3", "--env", "sandbox", "--prefix", links, "--rotate")
+    assert rotated.exit_code == 0, rotated.output
+    new_links = read_grant(name=links)["grant"]["auth"]
+    links_text = (out / "remote_links.yml").read_text()
+    assert new_links["secret_key"] in links_text and old_links["secret_key"] not in links_text
+    assert f"STORAGE_SECRET_KEY={new['secret_key']}" in (out / ".env").read_text()  # the storage is untouched
 
 
 def test_status_reports_drift_without_changing_anything(cli: Cli, admin: Admin, prefix: str) -> None:
@@ -91,7 +103,7 @@ def test_status_reports_drift_without_changing_anything(cli: Cli, admin: Admin, 
     clean = json.loads(cli("status", "--env", "sandbox", "--json").stdout)
     assert clean["in_sync"] is True and clean["rows"] == []
     user = f"provision-{prefix}-readonly"
-    admin.iam.delete_access_key(UserName=user, AccessKeyId=read_state()["grant"]["auth"]["access_key"])
+    admin.iam.delete_access_key(UserName=user, AccessKeyId=read_grant()["grant"]["auth"]["access_key"])
     admin.iam.put_user_policy(UserName=user, PolicyName=f"provision-sandbox-{prefix}", PolicyDocument=json.dumps(
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
     admin.s3.delete_public_access_block(Bucket=f"{prefix}-public")
@@ -107,7 +119,9 @@ def test_status_reports_drift_without_changing_anything(cli: Cli, admin: Admin, 
     assert ("bucket", f"{prefix}-public", "drifted") in problems
     assert ("user_policy", f"{user}/provision-sandbox-{prefix}", "drifted") in problems
     assert ("access_key", user, "credential missing or unusable") in problems
-    assert all(r["fix"].startswith(f"provision s3 --env sandbox --prefix {prefix} --readonly") for r in rows)
+    assert all(r["fix"].startswith(f"provision s3 --env sandbox --grant {prefix} --prefix {prefix} --readonly")
+               for r in rows)
+    assert {r["grant"] for r in rows} == {prefix}
     human = cli("status", "--env", "sandbox")
     assert "drift" in human.stderr and "missing" in human.stderr
 

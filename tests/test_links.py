@@ -101,7 +101,7 @@ def test_links_are_streamed_while_listing(cli: Cli, admin: Admin, prefix: str) -
     keys = [f"img/{i:05d}.jpg" for i in range(60)]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda k: admin.s3.put_object(Bucket=bucket, Key=k, Body=b""), keys))
-    state = StateStore("sandbox").load()
+    state = StateStore("sandbox").load().one(None, "the test")
     admin.reset_log()
     sink = ListingWatcher(admin.info.s3.endpoint_url)
     with listing_pages(admin.info.s3.endpoint_url, 50):

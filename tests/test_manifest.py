@@ -18,7 +18,7 @@ from PIL import Image
 from provision.manifest import HEADER_STEPS, build_manifest, probe
 from provision.objects import ObjectInfo, open_store
 from provision.state import StateStore
-from tests.conftest import Admin, Cli, listing_pages, read_state
+from tests.conftest import Admin, Cli, listing_pages, read_grant
 
 
 def jpeg(size: tuple[int, int], orientation: int | None = None, noise: bool = True, description: str = "") -> bytes:
@@ -101,7 +101,7 @@ is cut off is listed: header reads cannot see that the body is missing (CVAT's o
 
 
 def test_manifest_with_read_only_key_reads_only_headers(bucket: str, files: dict[str, bytes]) -> None:
-    state = StateStore("sandbox").load()
+    state = StateStore("sandbox").load().one(None, "the test")
     assert state.grant is not None and state.grant.access.value == "readonly"
     store = open_store(state, bucket)  # the grant's own read-only key
     manifest = build_manifest(store, "photos", concurrency=6)
@@ -140,7 +140,7 @@ def test_manifest_with_read_only_key_reads_only_headers(bucket: str, files: dict
 
 
 def test_header_reads_grow_only_as_needed(bucket: str, files: dict[str, bytes]) -> None:
-    store = open_store(StateStore("sandbox").load(), bucket)
+    store = open_store(StateStore("sandbox").load().one(None, "the test"), bucket)
 
     def read(key: str) -> Any:
         result = probe(store, ObjectInfo(key, len(files[key])))
@@ -157,7 +157,7 @@ def test_header_reads_grow_only_as_needed(bucket: str, files: dict[str, bytes]) 
 
 def test_cli_upload_uses_admin_credential_and_checksum(cli: Cli, admin: Admin, bucket: str, files: dict[str, bytes],
                                                        workdir: Path) -> None:
-    auth = read_state("sandbox")["grant"]["auth"]
+    auth = read_grant("sandbox")["grant"]["auth"]
     result = cli("manifest", "--env", "sandbox", "--prefix", "photos/sub dir/", "--upload", "--checksum",
                  "--out", "sub.jsonl")
     assert result.exit_code == 0, result.output
@@ -198,7 +198,7 @@ def test_refusals_are_cloud_refused_with_operation_bucket_and_code(cli: Cli, adm
     from provision.manifest import Manifest, upload_manifest
     from provision.providers.aws import S3Objects
 
-    store = open_store(StateStore("sandbox").load(), bucket)  # the read-only key
+    store = open_store(StateStore("sandbox").load().one(None, "the test"), bucket)  # the read-only key
     result = probe(store, ObjectInfo("photos/gone.jpg", 50_000))
     assert result.error is not None and result.error.startswith(
         f"read failed: S3 GetObject on bucket '{bucket}', key 'photos/gone.jpg' failed: NoSuchKey"), result.error
@@ -240,7 +240,7 @@ def test_images_are_read_while_the_listing_goes_on(cli: Cli, admin: Admin, prefi
     keys = [f"img/{i:05d}.jpg" for i in range(150)]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda k: admin.s3.put_object(Bucket=bucket, Key=k, Body=b"not a jpeg"), reversed(keys)))
-    store = open_store(StateStore("sandbox").load(), bucket)
+    store = open_store(StateStore("sandbox").load().one(None, "the test"), bucket)
     admin.reset_log()
     with listing_pages(admin.info.s3.endpoint_url, 100):
         manifest = build_manifest(store, "img/", concurrency=4)

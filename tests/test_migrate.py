@@ -22,7 +22,7 @@ from provision import sandbox
 from provision.objects import open_store
 from provision.policies import policy_json, s3_policy
 from provision.state import StateStore
-from tests.conftest import Admin, Cli, read_state
+from tests.conftest import Admin, Cli, read_grant
 
 MiB = 1024 * 1024
 
@@ -106,7 +106,7 @@ def setup(cli: Cli, prefix: str, workdir: Path) -> tuple[Path, dict[tuple[str, s
 def test_migrate_copies_tree_and_rerun_uploads_nothing(cli: Cli, admin: Admin, setup: Any) -> None:
     data_path, tree, buckets = setup
     before = snapshot(data_path)
-    grant_before = read_state()["grant"]
+    grant_before = read_grant()["grant"]
 
     code, doc, err = migrate_json(cli, data_path)
     assert (code, err) == (0, "")  # --json: one document on stdout, no progress bar
@@ -139,7 +139,7 @@ def test_migrate_copies_tree_and_rerun_uploads_nothing(cli: Cli, admin: Admin, s
         assert sorted(s3_requests) == sorted(("GET", f"/{b}") for b in buckets)  # one LIST per bucket, no HEAD
 
     assert snapshot(data_path) == before  # the local folders are never modified
-    assert read_state()["grant"] == grant_before  # the read-only grant is untouched (admin key wrote)
+    assert read_grant()["grant"] == grant_before  # the read-only grant is untouched (admin key wrote)
 
 
 def test_changed_files_are_reuploaded_and_dry_run_says_why(cli: Cli, admin: Admin, setup: Any) -> None:
@@ -205,7 +205,7 @@ def test_persistent_fault_fails_one_file_then_rerun_resumes(cli: Cli, admin: Adm
     """One request at a time; the 6th mutating request and all its retries get HTTP 500, so exactly one file fails
     half-way through the run: exit 4, the file listed. The re-run uploads that file only."""
     data_path, tree, buckets = setup
-    store = open_store(StateStore("sandbox").load(), buckets[0], write=True)
+    store = open_store(StateStore("sandbox").load().one(None, "the test"), buckets[0], write=True)
     attempts = store.client.meta.config.retries["total_max_attempts"]  # botocore's max_attempts=3: 1 + 3 retries
     admin.reset_log()
     sandbox.control(admin.info.s3.endpoint_url, "faults", {"fail_mutating_at": 6, "count": attempts})
@@ -238,7 +238,7 @@ def test_failed_uploads_are_listed_exit_4_then_a_rerun_finishes(cli: Cli, admin:
     data_path = workdir / "data"
     tree = make_tree(data_path, prefix)
     public, private = f"{prefix}-public", f"{prefix}-private"
-    user = next(r["name"] for r in read_state()["resources"] if r["kind"] == "iam_user")
+    user = next(r["name"] for r in read_grant()["resources"] if r["kind"] == "iam_user")
     drifted = s3_policy([public], "full")
     for i, statement in enumerate(s3_policy([private], "readonly")["Statement"]):
         drifted["Statement"].append(dict(statement, Sid=f"ReadOnly{i}"))
@@ -352,7 +352,7 @@ def test_cache_path_is_the_default_cache(admin: Admin, setup: Any, workdir: Path
     assert path == workdir / ".provision" / "sandbox.migrate-cache.sqlite"
     with pytest.raises(BadInput):
         cache_path("../etc")
-    state = StateStore("sandbox").load()
+    state = StateStore("sandbox").load().one(None, "the test")
     report = migrate(state, data_path, dry_run=True)
     assert report.total("to_upload") == len(tree) and not path.exists()
     report = migrate(state, data_path)
@@ -372,7 +372,7 @@ def test_buckets_share_one_client_that_parses_no_timestamps(admin: Admin, setup:
     from provision.providers.base import load_provider
 
     _, _, buckets = setup
-    state = StateStore("sandbox").load()
+    state = StateStore("sandbox").load().one(None, "the test")
     stores = open_stores(state, buckets, write=True)
     assert [s.bucket for s in stores] == buckets
     assert stores[0].client is stores[1].client
@@ -405,7 +405,7 @@ def test_large_files_go_first_and_small_puts_skip_expect_continue(cli: Cli, admi
         first_small = next(i for i, p in enumerate(mine) if p not in large)
         assert set(mine[:first_small]) & large and not set(mine[first_small:]) & large, mine
 
-    store = open_store(StateStore("sandbox").load(), buckets[1], write=True)
+    store = open_store(StateStore("sandbox").load().one(None, "the test"), buckets[1], write=True)
     seen: list[tuple[str, str | None]] = []
 
     def record(request: Any, **kwargs: Any) -> None:

@@ -1,4 +1,5 @@
-"""render-env: golden files per mode, byte-for-byte merge into a real-looking Supervisely .env, 0600, override
+"""render-env: golden files per mode (a full grant as the instance storage in ``.env``, a read-only one as a Links
+connection in ``remote_links.yml``), byte-for-byte merge into a real-looking Supervisely .env, 0600, override
 merge, and values round-tripping through the parsers that really read them (the Compose binary, PyYAML)."""
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import yaml
 from provision.errors import BadInput
 from provision.models import Access, Grant, KeyPair, Role
 from provision.render import env_value, render_supervisely, write
-from provision.state import State, StateStore
-from tests.conftest import Cli
+from provision.state import GrantState, State, StateStore
+from tests.conftest import Cli, single_grant_state
 
 GOLDEN = Path(__file__).parent / "golden"
 FILES = (".env", "remote_links.yml", "docker-compose.override.yml")
@@ -52,13 +53,32 @@ KEY = KeyPair(access_key="AKIAEXAMPLEEXAMPLE12", secret_key="wJalrXUtnFEMI/K7MDE
 MODES = {"key_pair": grant(KEY), "role": grant(Role(role_name="supervisely-storage"))}
 
 
+def pair(g: Grant, connection: str = "provision-prod") -> dict[str, Grant]:
+    """``g`` twice: a full copy of it named ``storage`` (Supervisely's instance storage, ``.env``), and ``g`` itself
+    as the Links connection ``connection`` (``remote_links.yml``, mounted into http-storage)."""
+    return {"storage": g.model_copy(update={"access": Access.full}), connection: g}
+
+
+def render_pair(g: Grant, out: Path, connection: str = "provision-prod", proxy_env: dict | None = None) -> list:
+    """`render_supervisely` of `pair` (``storage`` as the instance storage): the files of all three kinds."""
+    files, plan = render_supervisely(pair(g, connection), out, storage="storage", proxy_env=proxy_env)
+    assert plan.storage == "storage" and list(plan.connections) == [connection]
+    return files
+
+
+def pair_state(env: str, g: Grant, connection: str = "provision-prod") -> State:
+    """A v2 State of ``env`` holding the two grants of `pair`."""
+    return State(env=env, grants={name: GrantState(provider=each.provider, grant=each)
+                                  for name, each in pair(g, connection).items()})
+
+
 def normalise(text: str, out: Path) -> str:
     return text.replace(str(out), "<OUT>")
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_golden_files(mode: str, tmp_path: Path) -> None:
-    files = render_supervisely(MODES[mode], tmp_path, "provision-prod")
+    files = render_pair(MODES[mode], tmp_path)
     write(files)
     for name in FILES:
         got = normalise((tmp_path / name).read_text(), tmp_path)
@@ -72,7 +92,7 @@ def test_golden_files(mode: str, tmp_path: Path) -> None:
 
 def test_existing_env_keeps_every_other_byte(tmp_path: Path) -> None:
     (tmp_path / ".env").write_bytes(SUPERVISELY_ENV.encode())
-    files = render_supervisely(MODES["key_pair"], tmp_path, "c")
+    files = render_pair(MODES["key_pair"], tmp_path, "c")
     write(files)
     new = (tmp_path / ".env").read_bytes().decode()
     # a managed line keeps its inline comment (and its `export`, indentation and line ending): only the value changes
@@ -99,8 +119,8 @@ def test_existing_env_keeps_every_other_byte(tmp_path: Path) -> None:
 
 def test_switch_to_role_mode_removes_key_lines(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(SUPERVISELY_ENV)
-    write(render_supervisely(MODES["key_pair"], tmp_path, "c"))
-    write(render_supervisely(MODES["role"], tmp_path, "c"))
+    write(render_pair(MODES["key_pair"], tmp_path, "c"))
+    write(render_pair(MODES["role"], tmp_path, "c"))
     text = (tmp_path / ".env").read_text()
     assert "STORAGE_ACCESS_KEY" not in text and "STORAGE_SECRET_KEY" not in text
     assert "STORAGE_IAM_ROLE=supervisely-storage\n" in text
@@ -108,9 +128,9 @@ def test_switch_to_role_mode_removes_key_lines(tmp_path: Path) -> None:
 
 
 def test_identical_rerender_does_not_touch_files(tmp_path: Path) -> None:
-    write(render_supervisely(MODES["key_pair"], tmp_path, "c"))
+    write(render_pair(MODES["key_pair"], tmp_path, "c"))
     mtimes = {n: os.stat(tmp_path / n).st_mtime_ns for n in FILES}
-    files = render_supervisely(MODES["key_pair"], tmp_path, "c")
+    files = render_pair(MODES["key_pair"], tmp_path, "c")
     assert [f.action for f in files] == ["no change"] * 3
     write(files)
     assert {n: os.stat(tmp_path / n).st_mtime_ns for n in FILES} == mtimes
@@ -127,7 +147,7 @@ def test_existing_override_and_links_keep_other_entries(tmp_path: Path) -> None:
         "volumes": {"pgdata": {}},
     }))
     (tmp_path / "remote_links.yml").write_text(yaml.safe_dump({"team-a": {"provider": "minio", "buckets": ["x"]}}))
-    write(render_supervisely(MODES["key_pair"], tmp_path, "provision-prod"))
+    write(render_pair(MODES["key_pair"], tmp_path, "provision-prod"))
     override = yaml.safe_load((tmp_path / "docker-compose.override.yml").read_text())
     assert override["services"]["proxy"] == {"ports": ["443:443"]}
     assert override["volumes"] == {"pgdata": {}}
@@ -159,7 +179,7 @@ def test_values_round_trip_through_compose_and_yaml(value: str, tmp_path: Path) 
         "environment": {k: f"${{{k}}}" for k in ("STORAGE_ACCESS_KEY", "STORAGE_SECRET_KEY", "STORAGE_ENDPOINT")},
     }}}))
     g = grant(KeyPair(access_key=value, secret_key=value), endpoint=value)
-    write(render_supervisely(g, out, "conn"))
+    write(render_pair(g, out, "conn"))
     run = subprocess.run([compose_binary(), "config", "--format", "json"], cwd=out, capture_output=True, text=True,
                          env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)}, timeout=60)
     assert run.returncode == 0, run.stderr
@@ -181,13 +201,13 @@ def test_unwritable_values_are_refused(value: str, tmp_path: Path) -> None:
     out.mkdir()
     g = grant(KeyPair(access_key="AKIA", secret_key=value))
     with pytest.raises(BadInput):
-        render_supervisely(g, out, "c")
+        render_pair(g, out, "c")
     assert list(out.iterdir()) == []
 
 
 def test_cli_render_refuses_unsafe_secret_and_writes_nothing(cli: Cli, workdir: Path) -> None:
     store = StateStore("odd")
-    store.save(State(env="odd", provider="s3", grant=grant(KeyPair(access_key="AKIA", secret_key="it's $x"))))
+    store.save(single_grant_state("odd", grant(KeyPair(access_key="AKIA", secret_key="it's $x"), access=Access.full)))
     out = workdir / "sv"
     out.mkdir()
     (out / ".env").write_bytes(SUPERVISELY_ENV.encode())
@@ -200,7 +220,7 @@ def test_cli_render_refuses_unsafe_secret_and_writes_nothing(cli: Cli, workdir: 
 
 
 def test_render_output_masks_secrets(cli: Cli, workdir: Path) -> None:
-    StateStore("prod").save(State(env="prod", provider="s3", grant=MODES["key_pair"]))
+    StateStore("prod").save(single_grant_state("prod", MODES["key_pair"]))
     result = cli("render-env", "--env", "prod", "--out", str(workdir))
     assert result.exit_code == 0, result.output
     assert KEY.secret_key not in result.output

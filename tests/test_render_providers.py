@@ -1,6 +1,6 @@
 """render-env for Azure and GCS grants: golden files per credential mode and target, the key-file mount, the
-refusals (a SAS never written where Supervisely wants the account key; keyless grants for CVAT), and the CVAT bodies
-validated by cvat-sdk's own request model."""
+refusals (a SAS never written where Supervisely wants the account key, but a Links connection; keyless Azure/GCS
+grants for Supervisely and CVAT), and the CVAT bodies validated by cvat-sdk's own request model."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ import yaml
 from provision.errors import BadInput
 from provision.models import Access, Ambient, Grant, KeyFile, KeyPair, SasToken
 from provision.render import cvat_cloudstorage_body, render_cvat, render_supervisely, write
-from provision.state import State, StateStore
-from tests.conftest import Cli
-from tests.test_render import compose_binary
+from provision.roles import choose_storage
+from provision.state import StateStore
+from tests.conftest import Cli, single_grant_state
+from tests.test_render import compose_binary, render_pair
 
 GOLDEN = Path(__file__).parent / "golden"
 FILES = (".env", "remote_links.yml", "docker-compose.override.yml")
@@ -77,13 +78,14 @@ def check_golden(mode: str, name: str, got: str) -> None:
     assert got == golden.read_text(), f"{mode}/{name}"
 
 
-@pytest.mark.parametrize("mode", ["azure_account_key", "gcs_key_file", "gcs_hmac", "gcs_keyless"])
+@pytest.mark.parametrize("mode", ["azure_account_key", "gcs_key_file", "gcs_hmac"])
 def test_supervisely_golden(mode: str, tmp_path: Path) -> None:
+    """The grant as the instance storage (a full copy, ``.env``) and as the Links connection ``provision-prod``
+    (a GCS key file is mounted at /gcs.json for the storage and at /gcs-provision-prod.json for the connection)."""
     out = tmp_path / "sv"
     out.mkdir()
-    g = {"azure_account_key": AZURE_KEY, "gcs_hmac": GCS_HMAC, "gcs_keyless": GCS_KEYLESS}.get(mode) or \
-        gcs_key_file(tmp_path)
-    write(render_supervisely(g, out, "provision-prod"))
+    g = {"azure_account_key": AZURE_KEY, "gcs_hmac": GCS_HMAC}.get(mode) or gcs_key_file(tmp_path)
+    write(render_pair(g, out))
     for name in FILES:
         check_golden(mode, name, normalise((out / name).read_text(), out, tmp_path))
         assert stat.S_IMODE(os.stat(out / name).st_mode) == 0o600
@@ -131,14 +133,49 @@ def test_gcs_hmac_does_not_fit_cvat_but_s3_compatible_keys_do() -> None:
     assert "endpoint_url=https%3A%2F%2Fstorage.googleapis.com" in body["specific_attributes"]
 
 
-@pytest.mark.parametrize("g, needle", [(AZURE_SAS, "a SAS token"), (AZURE_KEYLESS, "no secret")])
+@pytest.mark.parametrize("g, needle", [(AZURE_SAS, "a SAS token"), (AZURE_KEYLESS, "IAM roles for AWS S3 only")])
 def test_supervisely_azure_needs_the_account_key(g: Grant, needle: str, tmp_path: Path) -> None:
+    """Supervisely's Azure instance storage takes the account key: a SAS asked for as the storage is refused, and
+    a keyless grant is refused anywhere (storage or Links)."""
     out = tmp_path / "sv"
     out.mkdir()
     with pytest.raises(BadInput) as err:
-        render_supervisely(g, out, "c")
+        storage = choose_storage({"c": g}, "c", "prod")
+        render_supervisely({"c": g}, out, storage=storage, env="prod")
     assert needle in str(err.value) and "--account-key" in str(err.value)
     assert list(out.iterdir()) == []
+    if g.auth.kind == "ambient":
+        with pytest.raises(BadInput) as err:
+            render_supervisely({"c": g}, out, env="prod")
+        assert needle in str(err.value)
+        assert list(out.iterdir()) == []
+
+
+def test_supervisely_gcs_keyless_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "sv"
+    out.mkdir()
+    with pytest.raises(BadInput) as err:
+        render_supervisely({"c": GCS_KEYLESS}, out, env="prod")
+    assert "IAM roles for AWS S3 only" in str(err.value) and "--keyless" in str(err.value)
+    assert list(out.iterdir()) == []
+
+
+def test_supervisely_azure_sas_is_a_links_connection(tmp_path: Path) -> None:
+    """A SAS is no instance storage, so no grant qualifies: .env is untouched and the SAS becomes the Links
+    connection named after its grant (access_key = the account name, secret_key = the SAS)."""
+    out = tmp_path / "sv"
+    out.mkdir()
+    (out / ".env").write_text("SERVER_ADDRESS=x\n")
+    assert choose_storage({"datasets": AZURE_SAS}, None, "prod") is None
+    files, plan = render_supervisely({"datasets": AZURE_SAS}, out, env="prod")
+    write(files)
+    assert plan.storage is None and list(plan.connections) == ["datasets"]
+    assert (out / ".env").read_text() == "SERVER_ADDRESS=x\n"
+    assert not list(out.glob(".env.provision-backup-*"))
+    links = yaml.safe_load((out / "remote_links.yml").read_text())
+    assert links == {"datasets": {"provider": "azure", "endpoint": "https://acmesupervisely.blob.core.windows.net",
+                                  "access_key": "acmesupervisely", "secret_key": SAS,
+                                  "buckets": ["acme-public", "acme-private"]}}
 
 
 @pytest.mark.parametrize("g", [AZURE_KEYLESS, GCS_KEYLESS])
@@ -151,21 +188,44 @@ def test_cvat_refuses_keyless(g: Grant, tmp_path: Path) -> None:
     assert list(out.iterdir()) == []
 
 
-def test_cli_azure_sas_for_supervisely_exit_2_nothing_written(cli: Cli, workdir: Path) -> None:
-    StateStore("az").save(State(env="az", provider="azure", grant=AZURE_SAS))
+def test_cli_azure_sas_for_supervisely_storage_exit_2_nothing_written(cli: Cli, workdir: Path) -> None:
+    """``--storage`` naming a SAS grant is refused (exit 2, one line, the --account-key fix); without it the SAS
+    is written as a Links connection, .env untouched, the SAS never printed."""
+    StateStore("az").save(single_grant_state("az", AZURE_SAS, name="datasets"))
     out = workdir / "sv"
     out.mkdir()
     (out / ".env").write_text("SERVER_ADDRESS=x\n")
-    result = cli("render-env", "--env", "az", "--out", str(out))
+    result = cli("render-env", "--env", "az", "--out", str(out), "--storage", "datasets")
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "--account-key" in result.stderr
     assert SAS not in result.output
     assert sorted(p.name for p in out.iterdir()) == [".env"] and (out / ".env").read_text() == "SERVER_ADDRESS=x\n"
+    links = cli("render-env", "--env", "az", "--out", str(out))
+    assert links.exit_code == 0, links.output
+    assert SAS not in links.output
+    assert (out / ".env").read_text() == "SERVER_ADDRESS=x\n"
+    connection = yaml.safe_load((out / "remote_links.yml").read_text())["datasets"]
+    assert (connection["provider"], connection["access_key"], connection["secret_key"]) == (
+        "azure", "acmesupervisely", SAS)
+
+
+@pytest.mark.parametrize("g, hint", [(AZURE_KEYLESS, "--account-key"), (GCS_KEYLESS, "--keyless")])
+def test_cli_keyless_for_supervisely_exit_2_nothing_written(g: Grant, hint: str, cli: Cli, workdir: Path) -> None:
+    StateStore("kl").save(single_grant_state("kl", g, name="datasets"))
+    out = workdir / "sv"
+    out.mkdir()
+    (out / ".env").write_text("SERVER_ADDRESS=x\n")
+    result = cli("render-env", "--env", "kl", "--out", str(out))
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Supervisely takes IAM roles for AWS S3 only" in result.stderr and hint in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [".env"] and (out / ".env").read_text() == "SERVER_ADDRESS=x\n"
 
 
 def test_key_file_mount_through_compose(tmp_path: Path) -> None:
-    """The real Compose binary merges the override: the key file by absolute host path at /gcs.json, read-only,
-    next to the remote_links.yml mount; .env points STORAGE_CREDENTIALS_PATH at it."""
+    """The real Compose binary merges the override: the storage's key file by absolute host path at /gcs.json,
+    read-only, next to the remote_links.yml mount; .env points STORAGE_CREDENTIALS_PATH at it; the Links
+    connection's key is mounted at /gcs-<grant>.json and its credentials_path points there."""
     out = tmp_path / "sv"
     out.mkdir()
     g = gcs_key_file(tmp_path)
@@ -173,7 +233,7 @@ def test_key_file_mount_through_compose(tmp_path: Path) -> None:
         "image": "supervisely/http-storage",
         "environment": {k: f"${{{k}}}" for k in ("STORAGE_PROVIDER", "STORAGE_ENDPOINT", "STORAGE_CREDENTIALS_PATH")},
         "volumes": ["/srv/data:/data"]}}}))
-    write(render_supervisely(g, out, "conn"))
+    write(render_pair(g, out, "conn"))
     run = subprocess.run([compose_binary(), "config", "--format", "json"], cwd=out, capture_output=True, text=True,
                          env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)}, timeout=60)
     assert run.returncode == 0, run.stderr
@@ -182,10 +242,11 @@ def test_key_file_mount_through_compose(tmp_path: Path) -> None:
                                       "STORAGE_CREDENTIALS_PATH": "/gcs.json"}
     mounts = {v["target"]: (v["source"], v.get("read_only", False)) for v in service["volumes"]}
     assert mounts["/gcs.json"] == (g.auth.path, True) and Path(g.auth.path).is_absolute()
+    assert mounts["/gcs-conn.json"] == (g.auth.path, True)
     assert mounts["/remote_links.yml"] == (str(out / "remote_links.yml"), True)
     assert mounts["/data"][0] == "/srv/data"
     links = yaml.safe_load((out / "remote_links.yml").read_text())["conn"]
-    assert links == {"provider": "google", "endpoint": "storage.googleapis.com", "credentials_path": "/gcs.json",
+    assert links == {"provider": "google", "endpoint": "storage.googleapis.com", "credentials_path": "/gcs-conn.json",
                      "buckets": ["acme-public", "acme-private"]}
 
 
@@ -194,7 +255,7 @@ def test_proxy_cache_settings_only_when_given(cli: Cli, workdir: Path) -> None:
     settings stay, a re-render from state (rotation) repeats it, and a bad value is refused with exit 2."""
     from tests.test_render import MODES
 
-    StateStore("prod").save(State(env="prod", provider="s3", grant=MODES["key_pair"]))
+    StateStore("prod").save(single_grant_state("prod", MODES["key_pair"]))
     out = workdir / "sv"
     out.mkdir()
     (out / "docker-compose.yml").write_text(yaml.safe_dump({"services": {

@@ -20,10 +20,10 @@ import yaml
 from provision import files as files_module
 from provision.errors import BadInput, PartialFailure
 from provision.models import KeyPair, Role
-from provision.render import render_supervisely, render_target, write
-from provision.state import State, StateStore
+from provision.render import render_target, write
+from provision.state import StateStore
 from tests.conftest import REPO, Cli
-from tests.test_render import KEY, MODES, compose_binary, grant
+from tests.test_render import KEY, MODES, compose_binary, grant, pair_state, render_pair
 
 OVERRIDE = (
     "# Supervisely override (hand-written)\n"
@@ -92,7 +92,7 @@ def test_override_and_links_round_trip_byte_exact(tmp_path: Path) -> None:
     (out / "docker-compose.yml").write_text(yaml.safe_dump(BASE_COMPOSE))
     (out / "docker-compose.override.yml").write_text(OVERRIDE)
     (out / "remote_links.yml").write_text(LINKS)
-    files = render_supervisely(MODES["key_pair"], out, "provision-prod", {"CACHE_STORAGE_SIZE": "50g"})
+    files = render_pair(MODES["key_pair"], out, "provision-prod", proxy_env={"CACHE_STORAGE_SIZE": "50g"})
     write(files)
     ours = (f"      - type: bind\n        source: {out}/remote_links.yml\n        target: /remote_links.yml\n"
             "        read_only: true\n")
@@ -116,7 +116,7 @@ def test_override_and_links_round_trip_byte_exact(tmp_path: Path) -> None:
     assert storage["logging"]["driver"] == "json-file"
     # a re-render with a new secret changes exactly one line of remote_links.yml, and nothing of the override
     rotated = grant(KeyPair(access_key=KEY.access_key, secret_key="n3w-secret"))
-    files = render_supervisely(rotated, out, "provision-prod", {"CACHE_STORAGE_SIZE": "50g"})
+    files = render_pair(rotated, out, "provision-prod", proxy_env={"CACHE_STORAGE_SIZE": "50g"})
     assert [f.action for f in files] == ["update", "update", "no change"]
     write(files)
     assert (out / "remote_links.yml").read_text() == links.replace(KEY.secret_key, "n3w-secret")
@@ -128,7 +128,7 @@ def test_crlf_env_keeps_export_comments_and_endings(tmp_path: Path) -> None:
     out.mkdir()
     (out / "docker-compose.yml").write_text(yaml.safe_dump(BASE_COMPOSE))
     (out / ".env").write_bytes(ENV_CRLF.encode())
-    write(render_supervisely(MODES["key_pair"], out, "c"))
+    write(render_pair(MODES["key_pair"], out, "c"))
     expected = (
         "# Supervisely\r\n"
         "export SERVER_ADDRESS=https://sv.example.com   # public URL\r\n"
@@ -162,7 +162,7 @@ def test_crlf_env_keeps_export_comments_and_endings(tmp_path: Path) -> None:
 def test_back_to_back_renders_keep_distinct_backups(tmp_path: Path) -> None:
     contents = []
     for i in range(4):
-        write(render_supervisely(grant(KeyPair(access_key="AKIA", secret_key=f"secret-{i}")), tmp_path, "c"))
+        write(render_pair(grant(KeyPair(access_key="AKIA", secret_key=f"secret-{i}")), tmp_path, "c"))
         contents.append((tmp_path / ".env").read_bytes())
     backups = sorted(tmp_path.glob(".env.provision-backup-*"))
     assert len(backups) == 3
@@ -177,7 +177,7 @@ def test_symlinked_env_stays_a_symlink(tmp_path: Path) -> None:
     out = tmp_path / "sv"
     out.mkdir()
     (out / ".env").symlink_to(real)
-    write(render_supervisely(MODES["key_pair"], out, "c"))
+    write(render_pair(MODES["key_pair"], out, "c"))
     assert (out / ".env").is_symlink() and os.readlink(out / ".env") == str(real)
     text = real.read_text()
     assert text.startswith("LICENSE_KEY=abc\n") and f"STORAGE_SECRET_KEY={KEY.secret_key}\n" in text
@@ -195,7 +195,7 @@ def test_existing_file_keeps_owner_and_mode(tmp_path: Path) -> None:
         owner = (4321, 4321)
         for path in (env, override):
             os.chown(path, *owner)
-    write(render_supervisely(MODES["key_pair"], tmp_path, "c"))
+    write(render_pair(MODES["key_pair"], tmp_path, "c"))
     assert stat.S_IMODE(os.stat(env).st_mode) == 0o600  # it holds the secret key: no looser than 0600
     assert stat.S_IMODE(os.stat(override).st_mode) == 0o644  # no secret: the user's mode stays
     assert stat.S_IMODE(os.stat(tmp_path / "remote_links.yml").st_mode) == 0o600  # new: 0600
@@ -203,12 +203,14 @@ def test_existing_file_keeps_owner_and_mode(tmp_path: Path) -> None:
         assert (os.stat(path).st_uid, os.stat(path).st_gid) == owner
     # a role grant holds no secret: an existing .env keeps its 0644
     os.chmod(env, 0o644)
-    write(render_supervisely(MODES["role"], tmp_path, "c"))
+    write(render_pair(MODES["role"], tmp_path, "c"))
     assert stat.S_IMODE(os.stat(env).st_mode) == 0o644
 
 
 def _state(env: str = "prod") -> None:
-    StateStore(env).save(State(env=env, provider="s3", grant=MODES["key_pair"]))
+    """An environment whose render-env writes all three files: a full key as the storage, a read-only one as a
+    Links connection."""
+    StateStore(env).save(pair_state(env, MODES["key_pair"]))
 
 
 def test_fifo_env_is_refused_quickly(workdir: Path) -> None:
@@ -230,7 +232,7 @@ def test_directory_at_a_destination_is_refused_before_writing(name: str, tmp_pat
     out = tmp_path / "sv"
     (out / name).mkdir(parents=True)
     with pytest.raises(BadInput, match="directory"):
-        render_supervisely(MODES["key_pair"], out, "c")
+        render_pair(MODES["key_pair"], out, "c")
     assert sorted(p.name for p in out.iterdir()) == [name]
 
 
@@ -275,7 +277,7 @@ def test_bad_yaml_is_refused_in_one_line_and_nothing_written(name: str, content:
 def test_reset_volumes_of_http_storage_become_override_with_ours(tmp_path: Path) -> None:
     original = "services:\n  http-storage:\n    volumes: !reset []   # drop the base mounts\n"
     (tmp_path / "docker-compose.override.yml").write_text(original)
-    write(render_supervisely(MODES["role"], tmp_path, "c"))
+    write(render_pair(MODES["role"], tmp_path, "c"))
     got = (tmp_path / "docker-compose.override.yml").read_text()
     assert "!override" in got and "!reset" not in got
     volumes = yaml.load(got.replace("!override", ""), Loader=yaml.SafeLoader)["services"]["http-storage"]["volumes"]
@@ -294,7 +296,7 @@ def test_a_rename_failing_on_the_third_file_restores_the_first_two(tmp_path: Pat
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "sv"
     before = _originals(out)
-    files = render_supervisely(MODES["key_pair"], out, "c")
+    files = render_pair(MODES["key_pair"], out, "c")
     assert [f.action for f in files] == ["update"] * 3
     real_replace, calls = os.replace, []
 
@@ -315,7 +317,7 @@ def test_a_rename_failing_on_the_third_file_restores_the_first_two(tmp_path: Pat
 def test_staging_failing_on_the_third_file_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "sv"
     before = _originals(out)
-    files = render_supervisely(MODES["key_pair"], out, "c")
+    files = render_pair(MODES["key_pair"], out, "c")
     real_mkstemp, calls = files_module.tempfile.mkstemp, []
 
     def failing_mkstemp(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -334,8 +336,8 @@ def test_render_target_table_covers_every_target(tmp_path: Path) -> None:
     from provision.render import TARGETS
 
     assert sorted(TARGETS) == ["cvat", "onepanel", "supervisely"]
-    state = State(env="prod", provider="s3", grant=MODES["key_pair"])
-    [onepanel] = render_target("onepanel", state, tmp_path, {"namespace": "demo"})
+    state = pair_state("prod", MODES["key_pair"])
+    [onepanel] = render_target("onepanel", state, tmp_path, {"namespace": "demo", "grant": "storage"})
     assert onepanel.path.name == "onepanel.env" and not onepanel.secret
     assert [f.path.name for f in render_target("supervisely", state, tmp_path, {})] == [
         ".env", "remote_links.yml", "docker-compose.override.yml"]
@@ -346,7 +348,7 @@ def test_render_target_table_covers_every_target(tmp_path: Path) -> None:
 
 
 def test_role_grant_files_hold_no_secret(tmp_path: Path) -> None:
-    files = render_supervisely(grant(Role(role_name="r")), tmp_path, "c")
+    files = render_pair(grant(Role(role_name="r")), tmp_path, "c")
     assert [f.secret for f in files] == [False, False, False]
 
 

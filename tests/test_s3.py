@@ -3,6 +3,7 @@ IAM-role mode, regions, adopted buckets, dry-run."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import Admin, Cli, read_state
+from tests.conftest import Admin, Cli, read_grant, read_state
 
 
 def allowed(call, **kwargs) -> bool:
@@ -25,7 +26,7 @@ def allowed(call, **kwargs) -> bool:
 
 
 def key_clients(admin: Admin, env: str = "sandbox"):
-    auth = read_state(env)["grant"]["auth"]
+    auth = read_grant(env)["grant"]["auth"]
     return admin.client("s3", auth["access_key"], auth["secret_key"]), auth
 
 
@@ -83,7 +84,7 @@ def test_buckets_get_secure_defaults(cli: Cli, admin: Admin, prefix: str) -> Non
 
 def test_rerun_makes_no_mutating_call_and_no_new_key(cli: Cli, admin: Admin, prefix: str) -> None:
     assert cli("s3", "--env", "sandbox", "--prefix", prefix).exit_code == 0
-    first = read_state()["grant"]["auth"]["access_key"]
+    first = read_grant()["grant"]["auth"]["access_key"]
     for _ in range(3):
         admin.reset_log()
         result = cli("s3", "--env", "sandbox", "--prefix", prefix)
@@ -92,7 +93,7 @@ def test_rerun_makes_no_mutating_call_and_no_new_key(cli: Cli, admin: Admin, pre
         assert log, "the re-run made no request at all: it cannot have checked anything"
         assert [e for e in log if e["mutating"]] == []
         assert "no changes" in result.stderr
-    assert read_state()["grant"]["auth"]["access_key"] == first
+    assert read_grant()["grant"]["auth"]["access_key"] == first
     keys = admin.iam.list_access_keys(UserName=f"provision-{prefix}-readonly")["AccessKeyMetadata"]
     assert [k["AccessKeyId"] for k in keys] == [first]
 
@@ -101,7 +102,7 @@ def test_state_file_is_private_and_records_resources(cli: Cli, prefix: str, work
     assert cli("s3", "--env", "sandbox", "--prefix", prefix).exit_code == 0
     path = workdir / ".provision" / "sandbox.json"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    state = read_state()
+    state = read_grant()
     kinds = {(r["kind"], r["created"]) for r in state["resources"]}
     assert {("bucket", True), ("iam_user", True), ("user_policy", True), ("access_key", True)} <= kinds
     assert state["grant"]["buckets"] == [f"{prefix}-public", f"{prefix}-private"]
@@ -119,10 +120,14 @@ def test_iam_role_mode_has_no_keys(cli: Cli, admin: Admin, prefix: str, workdir:
                          f"arn:aws:s3:::{prefix}-public/*", f"arn:aws:s3:::{prefix}-private/*"}
     profile = admin.iam.get_instance_profile(InstanceProfileName=role)["InstanceProfile"]
     assert [r["RoleName"] for r in profile["Roles"]] == [role]
-    assert read_state()["grant"]["auth"] == {"kind": "role", "role_name": role}
+    assert read_grant()["grant"]["auth"] == {"kind": "role", "role_name": role}
     users = [u["UserName"] for u in admin.iam.list_users()["Users"]]
     assert not any(prefix in u for u in users)
 
+    # a full role grant is the instance storage (.env), the read-only one a Links connection named after its grant
+    storage_role = f"{prefix}-storage"
+    full = cli("s3", "--env", "sandbox", "--prefix", f"{prefix}s", "--iam-role", storage_role, "--full")
+    assert full.exit_code == 0, full.output
     out = workdir / "sv"
     out.mkdir()
     assert cli("render-env", "--env", "sandbox", "--out", str(out)).exit_code == 0
@@ -130,7 +135,8 @@ def test_iam_role_mode_has_no_keys(cli: Cli, admin: Admin, prefix: str, workdir:
         text = (out / name).read_text()
         assert "ACCESS_KEY" not in text and "SECRET_KEY" not in text and "secret_key" not in text
         assert "access_key" not in text
-    assert f"STORAGE_IAM_ROLE={role}" in (out / ".env").read_text()
+    assert f"STORAGE_IAM_ROLE={storage_role}" in (out / ".env").read_text()
+    assert f"{prefix}:\n" in (out / "remote_links.yml").read_text()
     assert f"iam_role: {role}" in (out / "remote_links.yml").read_text()
 
     admin.reset_log()
@@ -142,7 +148,7 @@ def test_region_outside_us_east_1(cli: Cli, admin: Admin, prefix: str) -> None:
     result = cli("s3", f"{prefix}-eu", "--env", "sandbox", "--region", "eu-central-1")
     assert result.exit_code == 0, result.output
     assert admin.s3.get_bucket_location(Bucket=f"{prefix}-eu")["LocationConstraint"] == "eu-central-1"
-    assert read_state()["grant"]["region"] == "eu-central-1"
+    assert read_grant()["grant"]["region"] == "eu-central-1"
 
 
 def test_adopted_bucket_is_secured_and_reported(cli: Cli, admin: Admin, prefix: str) -> None:
@@ -158,7 +164,7 @@ def test_adopted_bucket_is_secured_and_reported(cli: Cli, admin: Admin, prefix: 
     assert ("update", "public access block: all four on") in mine
     assert ("update", "default encryption: SSE-S3 (AES256)") in mine
     assert ("update", "object ownership: BucketOwnerEnforced (ACLs off)") in mine
-    assert [r["created"] for r in read_state()["resources"] if r["name"] == bucket] == [False]
+    assert [r["created"] for r in read_grant()["resources"] if r["name"] == bucket] == [False]
     assert admin.s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]["BlockPublicAcls"]
 
 
@@ -177,13 +183,13 @@ def test_dry_run_changes_nothing(cli: Cli, admin: Admin, prefix: str, workdir: P
 def test_changed_access_updates_policy_in_place(cli: Cli, admin: Admin, prefix: str) -> None:
     bucket = f"{prefix}-x"
     assert cli("s3", bucket, "--env", "sandbox", "--user", f"{prefix}-u").exit_code == 0
-    key = read_state()["grant"]["auth"]["access_key"]
+    key = read_grant()["grant"]["auth"]["access_key"]
     admin.reset_log()
     result = cli("s3", bucket, "--env", "sandbox", "--user", f"{prefix}-u", "--full")
     assert result.exit_code == 0, result.output
     assert [e["action"] for e in admin.mutating() if e["service"] == "iam"] == ["PutUserPolicy"]
     assert "verify: all" in result.stderr  # a changed policy is probed before the command succeeds
-    assert read_state()["grant"]["auth"]["access_key"] == key
+    assert read_grant()["grant"]["auth"]["access_key"] == key
     s3, _ = key_clients(admin)
     assert allowed(s3.put_object, Bucket=bucket, Key="now-allowed", Body=b"x")
 
@@ -191,7 +197,7 @@ def test_changed_access_updates_policy_in_place(cli: Cli, admin: Admin, prefix: 
 def test_secret_is_masked_unless_asked(cli: Cli, prefix: str) -> None:
     result = cli("s3", "--env", "sandbox", "--prefix", prefix, "--json")
     assert result.exit_code == 0
-    secret = read_state()["grant"]["auth"]["secret_key"]
+    secret = read_grant()["grant"]["auth"]["secret_key"]
     assert secret not in result.stdout and secret not in result.stderr
     import json
 
@@ -343,4 +349,28 @@ def test_no_credentials_and_unreachable_endpoint_are_one_line(cli: Cli, prefix: 
     assert len(lines) == 1 and lines[0].startswith("error: AWS could not be reached: "), lines
     assert "check the endpoint and the network" in lines[0] and "Traceback" not in result.output
     state = workdir / ".provision" / "nocreds.json"
-    assert not state.exists() or read_state("nocreds")["resources"] == []
+    assert not state.exists() or all(g["resources"] == [] for g in read_state("nocreds")["grants"].values())
+
+
+def test_another_provider_is_another_grant_of_the_env(cli: Cli, admin: Admin, prefix: str) -> None:
+    """One env is one platform install: a GCS grant next to an S3 one is a second grant (no "already holds a s3
+    grant" refusal), each reported by name; a grant name taken by another provider is refused (exit 2)."""
+    s3 = cli("s3", "--env", "sandbox", "--prefix", prefix, "--full", "--json")
+    assert s3.exit_code == 0, s3.output
+    assert json.loads(s3.stdout)["grant_name"] == prefix
+    gcs = cli("gcs", "--env", "sandbox", "--prefix", f"{prefix}g", "--keyless", "--grant", "datasets", "--json")
+    assert gcs.exit_code == 0, gcs.output
+    assert json.loads(gcs.stdout)["grant_name"] == "datasets"
+    grants = read_state()["grants"]
+    assert {name: g["provider"] for name, g in grants.items()} == {prefix: "s3", "datasets": "gcs"}
+    taken = cli("gcs", "--env", "sandbox", "--prefix", f"{prefix}h", "--keyless", "--grant", prefix)
+    assert taken.exit_code == 2 and len(taken.stderr.strip().splitlines()) == 1
+    assert f"grant '{prefix}'" in taken.stderr and "s3 grant" in taken.stderr and "--grant" in taken.stderr
+    verified = json.loads(cli("verify", "--env", "sandbox", "--json").stdout)
+    assert [(g["name"], g["skipped"] is None) for g in verified["grants"]] == [(prefix, True), ("datasets", False)]
+    assert verified["rows"] == verified["grants"][0]["rows"] and verified["rows"]
+    gone = cli("destroy", "--env", "sandbox", "--grant", "datasets", "--yes", "--json")
+    assert gone.exit_code == 0, gone.output
+    assert json.loads(gone.stdout)["grants"] == ["datasets"]
+    assert list(read_state()["grants"]) == [prefix]
+    assert cli("destroy", "--env", "sandbox", "--yes").exit_code == 0

@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from provision import sandbox
-from tests.conftest import Admin, AzureAdmin, Cli, GcsAdmin, listing_pages, read_state
+from tests.conftest import Admin, AzureAdmin, Cli, GcsAdmin, listing_pages, read_grant
 
 
 def error_code(call: Any, **kwargs: Any) -> str | None:
@@ -28,10 +28,11 @@ def error_code(call: Any, **kwargs: Any) -> str | None:
 
 
 def grant_client(cli: Cli, admin: Admin, *args: str) -> Any:
-    """An S3 client signed by the key `provision s3 --env sandbox ARGS` issues."""
+    """An S3 client signed by the key `provision s3 --env sandbox ARGS` issues (ARGS hold ``--prefix P``: the grant
+    is named P)."""
     result = cli("s3", "--env", "sandbox", *args)
     assert result.exit_code == 0, result.output
-    auth = read_state()["grant"]["auth"]
+    auth = read_grant(name=args[list(args).index("--prefix") + 1])["grant"]["auth"]
     return admin.client("s3", auth["access_key"], auth["secret_key"])
 
 

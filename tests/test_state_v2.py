@@ -28,7 +28,7 @@ def test_v1_golden_loads_as_one_grant_and_saves_as_v2(tmp_path: Path) -> None:
     saved = json.loads(store.path.read_text())
     assert saved["version"] == STATE_VERSION == 2
     assert set(saved) == {"version", "env", "state_id", "grants", "renders", "updated_at"}
-    assert set(saved["grants"]["demo"]) == {"provider", "inputs", "grant", "resources"}
+    assert set(saved["grants"]["demo"]) == {"provider", "inputs", "grant", "resources", "migrated"}
     assert oct(store.path.stat().st_mode & 0o777) == "0o600"
     again = store.load()
     assert again.grants["demo"].grant == demo.grant and again.state_id == state.state_id
