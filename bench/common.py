@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +33,26 @@ counts the memory it shared with this process before its ``exec``, so it is neve
 
 Link = tuple[float, float] | None
 """(rtt ms, Mbit/s) of the WAN link, or None for plain loopback."""
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def on_sigterm() -> None:
+    """Turn SIGTERM (and SIGINT, which a background job ignores) into SystemExit, so that ``finally`` blocks stop
+    the sandboxes and remove the temp dirs."""
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
+
+
+def provision_source() -> str:
+    """Where the ``provision`` subprocesses import the package from (``PYTHONPATH`` decides; run outside the repo so
+    the current directory does not)."""
+    import subprocess as sp
+
+    return sp.run([sys.executable, "-c", "import provision; print(provision.__file__)"], capture_output=True,
+                  text=True, cwd="/").stdout.strip()
 
 
 def add_link_args(parser: Any) -> None:

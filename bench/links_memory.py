@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import add_link_args, link_name, modes
+from common import add_link_args, link_name, modes, on_sigterm, provision_source
 from wan import WanProxy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -115,8 +115,10 @@ def main() -> None:
     parser.add_argument("--json-out", help="write the rows to this file")
     add_link_args(parser)
     args = parser.parse_args()
+    on_sigterm()
     counts = sorted({c for c in (1_000, 10_000, args.max) if c <= args.max})
     tmp = Path(tempfile.mkdtemp(prefix="provision-bench-links-"))
+    print(f"{os.cpu_count()} CPUs; provision from {provision_source()}", flush=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PROVISION_"))}
     env.update(PROVISION_STATE_DIR=str(tmp / "state"), PROVISION_ENVS_DIR=str(REPO / "envs"),
                AWS_CONFIG_FILE=str(tmp / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp / "none"))
@@ -154,13 +156,14 @@ def main() -> None:
                 if proxy:
                     proxy.stop()
         print()
-        head = (f"{'link':<24} {'keys':>8} {'made in s':>9} {'links':>8} {'tracemalloc peak MiB':>21} {'write_links s':>13} "
-                f"{'CLI rc':>6} {'CLI s':>7} {'CLI peak RSS MiB':>16} {'file MiB':>9} {'CLI == lib':>10}")
+        head = (f"{'link':<24} {'keys':>8} {'made in s':>9} {'links':>8} {'tracemalloc peak MiB':>21} "
+                f"{'write_links s':>13} {'CLI rc':>6} {'CLI s':>7} {'CLI peak RSS MiB':>16} {'file MiB':>9} "
+                f"{'CLI == lib':>10}")
         print(head)
         print("-" * len(head))
         for link, count, made_s, lines, peak, seconds, rc, cli_seconds, rss, size, same in rows:
-            print(f"{link:<24} {count:>8} {made_s:>9.1f} {lines:>8} {peak:>21.2f} {seconds:>13.2f} {rc:>6} {cli_seconds:>7.2f} "
-                  f"{rss:>16.0f} {size:>9.1f} {str(same):>10}")
+            print(f"{link:<24} {count:>8} {made_s:>9.1f} {lines:>8} {peak:>21.2f} {seconds:>13.2f} {rc:>6} "
+                  f"{cli_seconds:>7.2f} {rss:>16.0f} {size:>9.1f} {str(same):>10}")
         print("\nbounded memory: the tracemalloc peak and the RSS stay flat while the key count grows 100x")
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(rows, indent=2))

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import random
 import shutil
 import statistics
@@ -46,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from common import PROVISION, Site, add_link_args, link_name, modes
+from common import PROVISION, Site, add_link_args, link_name, modes, on_sigterm, provision_source
 
 BUCKET = "bench-manifest-images"
 PARALLEL = 8  # provision manifest's default --concurrency; the other methods use as many threads
@@ -248,9 +249,11 @@ def main() -> None:
     parser.add_argument("--json-out", help="write the medians to this file")
     add_link_args(parser)
     args = parser.parse_args()
+    on_sigterm()
     methods = [MINE, GUIDE, FLOOR_NAME] + (["download + create.py"] if args.create_py else [])
     tmp = Path(tempfile.mkdtemp(prefix="provision-bench-manifest-"))
     summary: dict[str, Any] = {}
+    print(f"{os.cpu_count()} CPUs; provision from {provision_source()}", flush=True)
     try:
         for set_name in args.sets.split(","):
             started = time.perf_counter()

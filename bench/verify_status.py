@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import PROVISION, Site, add_link_args, link_name, modes
+from common import PROVISION, Site, add_link_args, link_name, modes, on_sigterm, provision_source
 
 TARGETS = {"verify": 2.0, "status": 1.0}
 
@@ -52,8 +53,10 @@ def main() -> None:
     parser.add_argument("--json-out", help="write the medians to this file")
     add_link_args(parser)
     args = parser.parse_args()
+    on_sigterm()
     tmp = Path(tempfile.mkdtemp(prefix="provision-bench-verify-"))
     summary: dict[str, Any] = {}
+    print(f"{os.cpu_count()} CPUs; provision from {provision_source()}", flush=True)
     try:
         for link in modes(args):
             site = Site(tmp / ("wan" if link else "loopback"), link)
