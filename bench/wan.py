@@ -6,8 +6,13 @@ where concurrency and bytes decide. `WanProxy` listens on 127.0.0.1 only and for
 TCP service: the sandbox's S3 port, Azurite's HTTPS port — TLS passes through untouched), shaping both directions:
 
 - delay: each chunk is delivered ``rtt / 2`` after it was sent (after its serialization, below), in order, in
-  each direction, so a request/response exchange costs one ``rtt`` more than on loopback; a new connection costs
-  ``connect_rtts`` round trips more before its first byte moves (1 by default: the TCP handshake; 0 turns it off);
+  each direction, so a request/response exchange costs one ``rtt`` more than on loopback;
+- connection set-up: ``connect_rtts`` round trips more (1 by default: the TCP handshake; 0 turns it off) before the
+  first byte moves, charged like a client's keep-alive pool pays them: only for a connection that raises the number
+  open at once above its earlier peak (a new slot in the pool). The sandbox's S3 server closes every connection
+  after one response, so a client there opens a connection per request, where on a real endpoint it would reuse
+  one; charging each of them a handshake would penalise every request by one more round trip than a real cloud
+  does (``pool=False`` charges every connection);
 - bandwidth: one token bucket per direction shared by every connection (``mbit`` megabit/s = 10^6 bit/s,
   default 100): a chunk leaves when the link has sent everything queued before it, like a router queue;
 - bounds: at most ``max_connections`` open at once (more wait for a slot) and at most ``max_buffered`` bytes read
@@ -46,7 +51,8 @@ CHUNK = 64 * 1024
 
 @dataclass
 class Stats:
-    """What went through the proxy: connections accepted, bytes each way (``up`` = client to upstream)."""
+    """What went through the proxy: connections accepted, bytes each way (``up`` = client to upstream), connections
+    open now and at most at once."""
 
     connections: int = 0
     bytes_up: int = 0
@@ -82,6 +88,7 @@ class WanProxy:
             ``rtt_ms / 2`` late in each direction, order preserved.
         mbit: bandwidth of each direction in 10^6 bit/s, shared by all connections; 0 = unlimited.
         connect_rtts: extra round trips before a new connection carries data (the TCP handshake; 0 = none).
+        pool: charge ``connect_rtts`` only for connections above the earlier peak of open ones (see above).
         max_connections: connections served at once; more are accepted and wait for a slot.
         max_buffered: bytes read from either side but not yet delivered, across all connections.
         port: the port to listen on (0 = any free port).
@@ -91,14 +98,14 @@ class WanProxy:
     """
 
     def __init__(self, upstream: str, rtt_ms: float = 30.0, mbit: float = 100.0, *, connect_rtts: int = 1,
-                 max_connections: int = 256, max_buffered: int = 64 * 2**20, port: int = 0) -> None:
+                 pool: bool = True, max_connections: int = 256, max_buffered: int = 64 * 2**20, port: int = 0) -> None:
         parts = urlsplit(upstream if "//" in upstream else f"tcp://{upstream}")
         if not parts.hostname or not parts.port:
             raise ValueError(f"upstream {upstream!r} needs a host and a port")
         self.scheme, self.host, self.upstream_port = parts.scheme, parts.hostname, parts.port
         self.delay = max(rtt_ms, 0.0) / 2000.0
         self.rate = mbit * 1e6 / 8
-        self.connect_rtts = connect_rtts
+        self.connect_rtts, self.pool = connect_rtts, pool
         self.max_connections, self.max_buffered = max_connections, max_buffered
         self.port = port
         self.stats = Stats()
@@ -171,9 +178,11 @@ class WanProxy:
                 with self.stats.lock:
                     self.stats.connections += 1
                     self.stats.open_connections += 1
+                    new_slot = self.stats.open_connections > self.stats.peak_connections
                     self.stats.peak_connections = max(self.stats.peak_connections, self.stats.open_connections)
                 try:
-                    await asyncio.sleep(2 * self.delay * self.connect_rtts)
+                    if new_slot or not self.pool:
+                        await asyncio.sleep(2 * self.delay * self.connect_rtts)
                     u_reader, u_writer = await asyncio.open_connection(self.host, self.upstream_port, limit=CHUNK)
                     for sock in (c_writer.get_extra_info("socket"), u_writer.get_extra_info("socket")):
                         if sock is not None:
@@ -336,6 +345,7 @@ def main() -> None:
     parser.add_argument("--rtt-ms", type=float, default=30.0, help="added round trip, ms (default 30)")
     parser.add_argument("--mbit", type=float, default=100.0, help="bandwidth per direction, Mbit/s (default 100)")
     parser.add_argument("--connect-rtts", type=int, default=1, help="extra round trips per new connection")
+    parser.add_argument("--no-pool", action="store_true", help="charge the handshake to every connection")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any free one)")
     parser.add_argument("--max-connections", type=int, default=256)
     parser.add_argument("--self-check", action="store_true", help="measure RTT and throughput through the proxy")
@@ -349,7 +359,7 @@ def main() -> None:
     if not args.upstream:
         parser.error("--upstream is required (or --self-check)")
     proxy = WanProxy(args.upstream, args.rtt_ms, args.mbit, connect_rtts=args.connect_rtts,
-                     max_connections=args.max_connections, port=args.port)
+                     pool=not args.no_pool, max_connections=args.max_connections, port=args.port)
     print(proxy.start(), flush=True)
     try:
         while True:
