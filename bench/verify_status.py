@@ -90,7 +90,9 @@ def main() -> None:
             command = title.rsplit(", ", 1)[1]
             if title.startswith("WAN"):
                 ok = row["seconds"] <= TARGETS[command] and row["rc"] == 0
-                print(f"  {title}: {row['seconds']:.2f} s -> {'met' if ok else 'NOT met'}")
+                print(f"  {title}: {row['seconds']:.2f} s -> {'met' if ok else 'NOT met'} ({row['requests']:.0f} "
+                      f"requests one after another cost >= {row['requests'] * args.rtt_ms / 1000:.2f} s of round trips "
+                      f"alone)")
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(summary, indent=2))
     finally:
