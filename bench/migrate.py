@@ -269,8 +269,9 @@ def main() -> None:
                                       rerun=set_name == "small")
                         results[name].append(run)
                         print(f"{link_name(link)} {set_name} round {round_ + 1}: {name}: "
-                              f"{run['first']['seconds']:.2f} s" + (f", re-run {run['rerun']['seconds']:.2f} s"
-                                                                   if "rerun" in run else ""), flush=True)
+                              f"{run['first']['seconds']:.2f} s, peak RSS {run['first']['rss_mib']:.0f} MiB, "
+                              f"{run['first']['check']}" + (f", re-run {run['rerun']['seconds']:.2f} s"
+                                                            if "rerun" in run else ""), flush=True)
                 title = f"{link_name(link)}, {set_name}"
                 summary[title] = report(title, results, n_files, n_bytes, rerun=set_name == "small")
             shutil.rmtree(data, ignore_errors=True)
