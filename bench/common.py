@@ -104,6 +104,7 @@ class Site:
         subprocess.run([PROVISION, "sandbox", "up"], env=self.env, cwd=state, check=True, capture_output=True)
         path = state / "sandbox" / "endpoints.json"
         info = json.loads(path.read_text())
+        self.pid = int(info["pid"])
         self.direct = self.endpoint = info["s3"]["endpoint_url"]
         self.key, self.secret = info["s3"]["access_key"], info["s3"]["secret_key"]
         if link is not None:
@@ -140,11 +141,28 @@ class Site:
                             config=Config(s3={"addressing_style": "path"}, max_pool_connections=16))
 
     def down(self) -> None:
-        """Stop the proxy and the sandbox."""
+        """Stop the proxy and the sandbox (``provision sandbox down``; if its server survives, or the command
+        cannot run, SIGTERM and then SIGKILL to the recorded pid)."""
         if self.proxy is not None:
             self.proxy.stop()
             self.proxy = None
-        subprocess.run([PROVISION, "sandbox", "down"], env=self.env, cwd=self.state, capture_output=True)
+        try:
+            subprocess.run([PROVISION, "sandbox", "down"], env=self.env, cwd=self.state, capture_output=True,
+                           timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            print(f"warning: provision sandbox down: {exc}", file=sys.stderr)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(self.pid, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.1)
 
 
 def measured(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
