@@ -152,17 +152,21 @@ class Site:
         except (OSError, subprocess.TimeoutExpired) as exc:
             print(f"warning: provision sandbox down: {exc}", file=sys.stderr)
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
+            if not self._server_alive():
                 return
+            os.kill(self.pid, sig)
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(self.pid, 0)
-                except ProcessLookupError:
-                    return
+            while self._server_alive() and time.monotonic() < deadline:
                 time.sleep(0.1)
+
+    def _server_alive(self) -> bool:
+        """True while ``self.pid`` is still this site's sandbox server (checked on its command line, so a reused
+        pid is never signalled)."""
+        try:
+            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return b"provision.sandbox_server" in cmdline and str(self.state).encode() in cmdline
 
 
 def measured(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
