@@ -33,9 +33,19 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check provision tests bench
 
+# The quick benches; the data benches (loopback and a 30 ms / 100 Mbit/s WAN through bench/wan.py) with BENCH=full.
 bench: $(STAMP)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/api_calls.py
+	$(BIN)/python bench/wan.py --self-check
+	$(BIN)/python bench/verify_status.py
+	@if [ "$(BENCH)" = full ]; then \
+	  $(BIN)/python bench/links_memory.py && $(BIN)/python bench/manifest.py && \
+	  $(BIN)/python bench/migrate.py --memory-files 50000; \
+	else \
+	  $(BIN)/python bench/links_memory.py --max 10000 && $(BIN)/python bench/manifest.py --images 100 --rounds 1 && \
+	  $(BIN)/python bench/migrate.py --quick --rounds 1; \
+	fi
 
 clean:
 	rm -rf demo-out .pytest_cache .ruff_cache
