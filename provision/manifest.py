@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provision.errors import BadInput, CloudRefused
+from provision.errors import BadInput, CloudRefused, one_line
 from provision.files import atomic_write
 from provision.objects import ObjectInfo, ObjectStore, grant_of, open_store
 from provision.state import GrantState
@@ -177,11 +177,6 @@ class ProbeResult:
     requests: int = 0
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
 def probe(store: ObjectStore, obj: ObjectInfo, checksum: bool = False) -> ProbeResult:
     """Read one image's size (and optionally its checksum) with as few bytes as Pillow needs.
 
@@ -217,20 +212,20 @@ def probe(store: ObjectStore, obj: ObjectInfo, checksum: bool = False) -> ProbeR
                     result.width, result.height = _from_header(data)
                     return result
                 except Image.DecompressionBombError as exc:
-                    result.error = _one_line(exc)
+                    result.error = one_line(exc)
                     return result
                 except Exception:  # noqa: BLE001 — Pillow signals "not enough data" with many error types
                     continue
         data = data + fetch(len(data), obj.size - len(data)) if data else fetch(0, None)
     except CloudRefused as exc:  # one object the store would not give: report it, go on
-        result.error = f"read failed: {_one_line(exc)}"
+        result.error = f"read failed: {one_line(exc)}"
         return result
     try:
         result.width, result.height, result.checksum = _from_file(data, checksum)
     except Image.UnidentifiedImageError:
         result.error = "not an image Pillow can read (unknown format, or the header is cut off)"
     except Exception as exc:  # noqa: BLE001 — a corrupt or truncated image is reported, not fatal
-        result.error = _one_line(exc)
+        result.error = one_line(exc)
     return result
 
 
