@@ -43,6 +43,17 @@ MANIFEST_NAME = "manifest.jsonl"
 HEADER_LINES = ('{"version":"1.1"}', '{"type":"images"}')
 HEADER_STEPS = (2 * 1024, 16 * 1024, 64 * 1024)
 """Bytes read from the start of an image before reading the whole object (CVAT's server uses the same steps)."""
+FIRST_READ_MIN = 1024
+FIRST_READ_SHARE = 0.05
+"""The first read is sized to the object: min(2 KiB, max(1 KiB, 5 % of its size)), so a small image costs at most
+max(5 %, 1 KiB) in the common case (a JPEG's size marker sits within its first few hundred bytes)."""
+
+
+def header_steps(size: int) -> tuple[int, ...]:
+    """The cumulative read sizes (bytes) for an object of ``size`` bytes: the first sized to the object (see
+    `FIRST_READ_SHARE`), then `HEADER_STEPS`."""
+    first = min(HEADER_STEPS[0], max(FIRST_READ_MIN, int(size * FIRST_READ_SHARE)))
+    return (first, *(step for step in HEADER_STEPS if step > first))
 ORIENTATION = 274
 RELATED = "related_images"
 
@@ -204,7 +215,7 @@ def probe(store: ObjectStore, obj: ObjectInfo, checksum: bool = False) -> ProbeR
     try:
         data = b""
         if not checksum:
-            for step in HEADER_STEPS:
+            for step in header_steps(obj.size):
                 if step >= obj.size:
                     break
                 data += fetch(len(data), step - len(data))

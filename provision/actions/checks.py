@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from provision.actions.common import load, require
 from provision.errors import VerifyFailed
@@ -101,10 +102,31 @@ def verify(store: StateStore, grant: str | None = None) -> VerifyResult:
         probes = GrantProbes(name=record.name, grant=record.grant, uses=uses_of(state, record.name), rows=[])
         if not probeable(record.grant):
             probes.skipped = f"{record.grant.auth.kind}: used on the platform's machine, not from here"
-        else:
-            probes.rows = load_provider(Profile.model_validate(record.inputs)).verify(record)
         found.append(probes)
+
+    def run(probes: GrantProbes) -> None:
+        if probes.skipped is None:
+            record = state.grants[probes.name]
+            probes.rows = load_provider(Profile.model_validate(record.inputs)).verify(record)
+
+    each_grant(run, found)
     return VerifyResult(env=store.env, grants=found)
+
+
+GRANT_WORKERS = 4
+"""Grants checked at once by `verify` and `status` (each grant's own probes run concurrently too)."""
+
+
+def each_grant(work: Any, items: list[Any]) -> list[Any]:
+    """``work(item)`` for every item, up to `GRANT_WORKERS` at once; results in the items' order. The first
+    exception (in the items' order) is raised after all finished."""
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(GRANT_WORKERS, len(items))) as pool:
+        futures = [pool.submit(work, item) for item in items]
+    return [future.result() for future in futures]
 
 
 @dataclass
@@ -139,12 +161,18 @@ def status(store: StateStore, grant: str | None = None) -> StatusResult:
     state = load(store, need="record")
     rows: list[dict[str, str]] = []
     resources: list[Resource] = []
-    for record in state.select(grant):
+    records = state.select(grant)
+    for record in records:
         resources += record.resources
+
+    def check(record: Any) -> list[dict[str, str]]:
         if record.provider is None:
-            continue
-        rows += [{"grant": record.name, **row}
-                 for row in drift(load_provider(Profile.model_validate(record.inputs)), record)]
+            return []
+        return [{"grant": record.name, **row}
+                for row in drift(load_provider(Profile.model_validate(record.inputs)), record)]
+
+    for found in each_grant(check, records):
+        rows += found
     return StatusResult(env=store.env, resources=resources, rows=rows)
 
 
