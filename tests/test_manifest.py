@@ -249,3 +249,14 @@ def test_images_are_read_while_the_listing_goes_on(cli: Cli, admin: Admin, prefi
     lists = [i for i, e in enumerate(log) if "list-type=2" in e["query"]]
     assert len(lists) == 2 and len(log) == 2 + len(keys)
     assert any(i < lists[1] for i, e in enumerate(log) if "list-type=2" not in e["query"]), lists
+
+
+def test_first_read_is_sized_to_the_object() -> None:
+    """Small images cost at most max(5 %, 1 KiB) in the common case; large ones read CVAT's 2/16/64 KiB steps."""
+    from provision.manifest import header_steps
+
+    assert header_steps(6_000) == (1024, 2048, 16 * 1024, 64 * 1024)
+    assert header_steps(30_000) == (1500, 2048, 16 * 1024, 64 * 1024)
+    assert header_steps(3_000_000) == HEADER_STEPS
+    for size in (6_000, 20_000, 73_000, 3_000_000):
+        assert header_steps(size)[0] <= max(0.05 * size, 1024)

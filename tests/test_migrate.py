@@ -345,7 +345,8 @@ def test_cache_path_is_the_default_cache(admin: Admin, setup: Any, workdir: Path
     """`migrate.cache_path(env)` names the file `migrate()` uses when no cache is given (the one `destroy` must
     remove); a dry run reads it but never creates it."""
     from provision.errors import BadInput
-    from provision.migrate import cache_path, migrate
+    from provision.migrate import migrate
+    from provision.migrate_cache import cache_path
 
     data_path, tree, _ = setup
     path = cache_path("sandbox")

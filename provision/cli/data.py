@@ -27,7 +27,7 @@ def migrate_command(
     json_out: bool = JSON,
 ) -> None:
     """Copy an existing install's local storage into the grant's buckets; re-runs skip what is already there."""
-    from provision import actions, output
+    from provision import actions, output, output_data
     from provision.state import StateStore
 
     store = StateStore(env)
@@ -35,10 +35,10 @@ def migrate_command(
         report = actions.migrate(store, data_path, grant=grant, dry_run=dry_run, concurrency=concurrency,
                                  notify=output.say)
     else:
-        with output.MigrateProgress() as bar:
+        with output_data.MigrateProgress() as bar:
             report = actions.migrate(store, data_path, grant=grant, dry_run=dry_run, concurrency=concurrency,
                                      progress=bar, notify=output.say)
-    output.migrate_report(report, json_out)
+    output_data.migrate_report(report, json_out)
     failed = actions.migrate_failed(report, data_path)
     if failed is not None:
         raise failed
@@ -63,7 +63,7 @@ def links_command(
 ) -> None:
     """A Supervisely links file: one s3://, azure:// or google://bucket/key per line for the grant's objects, in key
     order, streamed."""
-    from provision import actions, output
+    from provision import actions, output_data
     from provision.links import parse_extensions, write_links, write_links_file
 
     extensions = parse_extensions(ext)
@@ -77,7 +77,7 @@ def links_command(
 
         buffer = io.StringIO()
         report = write_links(state, buffer, **options)
-        output.links_report(report, out, buffer.getvalue().splitlines())
+        output_data.links_report(report, out, buffer.getvalue().splitlines())
         return
     else:
         try:
@@ -86,9 +86,9 @@ def links_command(
         except BrokenPipeError:  # `provision links | head`: the reader has gone; that is not an error
             raise typer.Exit(0) from None
     if json_out:
-        output.links_report(report, out, None)
+        output_data.links_report(report, out, None)
         return
-    output.links_summary(report, out, env, any(r.target == "supervisely" for r in env_state.renders))
+    output_data.links_summary(report, out, env, any(r.target == "supervisely" for r in env_state.renders))
 
 
 @app.command("manifest", epilog=examples(
@@ -115,14 +115,14 @@ def manifest_command(
     json_out: bool = JSON,
 ) -> None:
     """CVAT's manifest.jsonl for the images in a bucket, from ranged reads of their headers (no full download)."""
-    from provision import actions, output
+    from provision import actions, output_data
     from provision.manifest import make_manifest
 
     state = actions.data_grant(actions.load(env, need="grant"), grant, "manifest")
-    with output.ProgressBar("reading image headers") as bar:
+    with output_data.ProgressBar("reading image headers") as bar:
         run = make_manifest(state, bucket, key_prefix, out, upload=upload, checksum=checksum,
                             concurrency=concurrency, on_total=bar.total, on_image=bar.advance)
-    output.manifest_report(run, env, json_out)
+    output_data.manifest_report(run, env, json_out)
 
 
 cvat_app = sub_app("CVAT: attach the grant's bucket as a cloud storage (needs the cvat extra).",
@@ -154,10 +154,10 @@ def cvat_attach_command(
     json_out: bool = JSON,
 ) -> None:
     """Create CVAT's cloud storage for the bucket, or update the existing one in place (same id)."""
-    from provision import actions, output
+    from provision import actions, output_data
     from provision.cvat import attach
 
     state = actions.data_grant(actions.load(env, need="grant"), grant, "cvat attach")
     result = attach(state.grant, url, token=token, username=username,  # type: ignore[arg-type]
                     password=password, bucket=bucket, display_name=display_name, manifests=manifest)
-    output.cvat_attach_report(result, env, json_out)
+    output_data.cvat_attach_report(result, env, json_out)

@@ -19,19 +19,19 @@ app.add_typer(sandbox_app, name="sandbox")
 def sandbox_up(json_out: bool = JSON) -> None:
     """Start the local clouds on 127.0.0.1: S3 + IAM + STS (IAM policies enforced), Azure Blob (Azurite, HTTPS,
     SAS enforced) and Cloud Storage (emulator; no IAM)."""
-    from provision import output, sandbox
+    from provision import output, output_data, sandbox
 
     info, started = sandbox.up(notify=output.say)
-    output.sandbox_up_report(info, started, json_out)
+    output_data.sandbox_up_report(info, started, json_out)
 
 
 @sandbox_app.command("down", epilog=examples("provision sandbox down", "provision sandbox down --json"))
 @errors
 def sandbox_down(json_out: bool = JSON) -> None:
     """Stop the sandbox (its data lives in memory and goes with it)."""
-    from provision import output, sandbox
+    from provision import output_data, sandbox
 
-    output.sandbox_down_report(sandbox.down(), json_out)
+    output_data.sandbox_down_report(sandbox.down(), json_out)
 
 
 @sandbox_app.command("status", epilog=examples("provision sandbox status",
@@ -39,9 +39,9 @@ def sandbox_down(json_out: bool = JSON) -> None:
 @errors
 def sandbox_status(json_out: bool = JSON) -> None:
     """Say whether the sandbox runs, and where."""
-    from provision import output, sandbox
+    from provision import output_data, sandbox
 
     info = sandbox.read_info()
-    output.sandbox_status_report(info, json_out)
+    output_data.sandbox_status_report(info, json_out)
     if info is None:
         raise typer.Exit(1)
