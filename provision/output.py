@@ -204,20 +204,23 @@ def apply_report(result: Any, json_out: bool, show_secrets: bool) -> None:
     if getattr(result, "rerendered", None):  # the rendered files already carry the new secret
         say(f"state: {result.state_file} (mode 0600)")
     else:
-        say(f"state: {result.state_file} (mode 0600). Next: provision render-env --env {result.env} --out DIR"
-            + _next_render_hint(result.grant))
+        say(f"state: {result.state_file} (mode 0600). " + _next_step(result.grant, result.env))
 
 
-def _next_render_hint(grant: Any) -> str:
-    """What render-env will do with this grant in Supervisely (storage or Links connection), or why it cannot."""
+def _next_step(grant: Any, env: str) -> str:
+    """The next command for this grant and what render-env will do with it in Supervisely (instance storage or a
+    Links connection); for a keyless Azure/GCS grant, which neither Supervisely nor CVAT can use, what to do
+    instead."""
+    render = f"Next: provision render-env --env {env} --out DIR"
     if grant is None:
-        return ""
+        return render
     from provision.roles import storage_gaps
 
     if grant.auth.kind == "ambient" and grant.provider != "s3":
-        return " (a keyless grant: Supervisely cannot use it; CVAT neither)"
-    return (" (it can be Supervisely's instance storage)" if not storage_gaps(grant)
-            else " (a Links connection in remote_links.yml; Supervisely's instance storage needs a --full grant)")
+        return ("Next: attach the identity to the machine that reads the buckets; Supervisely and CVAT cannot use a "
+                "keyless grant (render-env refuses it)")
+    return render + (" (it can be Supervisely's instance storage)" if not storage_gaps(grant) else
+                     " (a Links connection in remote_links.yml; Supervisely's instance storage needs a --full grant)")
 
 
 def _all(count: int, noun: str) -> str:
