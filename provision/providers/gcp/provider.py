@@ -140,7 +140,7 @@ class GcsProvider(BaseProvider):
         storage = self.clients.storage()
         # every owner mark is read and checked before the first change: a refusal leaves no trace
         check_bucket_marks(storage, self.buckets, state, self.profile.adopt)
-        if not self.profile.sandbox:
+        if not self.clients.emulated:  # an IAM-less emulator (sandbox, STORAGE_EMULATOR_HOST) has no accounts
             check_service_account_mark(self.clients, self.email, o.by_email, state, self.profile.adopt)
         for bucket in self.buckets:
             ensure_bucket(storage, bucket, self.project, self.location, o.harden, state, plan, self._api_refused())
