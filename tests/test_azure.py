@@ -303,9 +303,11 @@ def test_sas_due_for_renewal_is_reissued(cli: Cli, azure_admin: AzureAdmin, pref
     state = json.loads(path.read_text())
     now = datetime.now(timezone.utc).replace(microsecond=0)
     account = azure_admin.account
-    old = issue_sas(account.name, account.key2, Access.readonly, now - timedelta(days=29), now + timedelta(days=1))
+    # 1 d 30 min left: still "1 d 0 h" when the run's clock (to the second) has moved on since `now`
+    expires = now + timedelta(days=1, minutes=30)
+    old = issue_sas(account.name, account.key2, Access.readonly, now - timedelta(days=29), expires)
     [record] = state["grants"].values()
-    record["grant"]["auth"].update(token=old, expires_at=(now + timedelta(days=1)).isoformat())
+    record["grant"]["auth"].update(token=old, expires_at=expires.isoformat())
     path.write_text(json.dumps(state))
     result = azure(cli, "--env", "sandbox", "--prefix", prefix, "--json")
     assert result.exit_code == 0, result.output
