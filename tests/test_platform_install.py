@@ -588,7 +588,10 @@ def test_lifecycle_commands_work_per_grant(cli: Cli, admin: Admin, azure_admin: 
     assert clean["in_sync"] is True and clean["rows"] == []
     admin.s3.delete_bucket(Bucket=f"{prefix}-data")
     admin.reset_log()
-    rows = json.loads(run(cli, "status", "--env", "sandbox", "--json").stdout)["rows"]
+    drift = cli("status", "--env", "sandbox", "--json")
+    assert drift.exit_code == 6, drift.output  # status found drift
+    rows = json.loads(drift.stdout)["rows"]
+    assert rows and json.loads(drift.stdout)["in_sync"] is False
     assert admin.mutating() == []
     assert ("data", "bucket", f"{prefix}-data", "missing") in {
         (r["grant"], r["resource"], r["name"], r["problem"].split(":")[0]) for r in rows}
@@ -646,9 +649,9 @@ def test_rerun_with_other_buckets_converges_the_grant_and_a_name_belongs_to_one_
     before = tree(workdir)
     admin.reset_log()
     refused(cli, "azure", f"{prefix}-z", "--env", "sandbox", "--grant", "ds",
-            naming=("grant 'ds' of environment 'sandbox' is a s3 grant", "pick another --grant NAME"))
+            naming=("grant 'ds' of environment 'sandbox' is an s3 grant", "pick another --grant NAME"))
     refused(cli, "gcs", f"{prefix}-z", "--keyless", "--env", "sandbox", "--grant", "ds",
-            naming=("grant 'ds' of environment 'sandbox' is a s3 grant",))
+            naming=("grant 'ds' of environment 'sandbox' is an s3 grant",))
     assert tree(workdir) == before
     run(cli, "destroy", "--env", "sandbox", "--yes")
     assert s3_names(admin, prefix) == {"buckets": [], "users": [], "roles": [], "policies": []}

@@ -19,7 +19,7 @@ import yaml
 
 from provision import files as files_module
 from provision.errors import BadInput, PartialFailure
-from provision.models import KeyPair, Role
+from provision.models import Access, KeyPair, Role
 from provision.render import render_target, write
 from provision.state import StateStore
 from tests.conftest import REPO, Cli
@@ -339,7 +339,9 @@ def test_render_target_table_covers_every_target(tmp_path: Path) -> None:
     state = pair_state("prod", MODES["key_pair"])
     [onepanel] = render_target("onepanel", state, tmp_path, {"namespace": "demo", "grant": "storage"})
     assert onepanel.path.name == "onepanel.env" and not onepanel.secret
-    assert [f.path.name for f in render_target("supervisely", state, tmp_path, {})] == [
+    # the full grant "storage" as Supervisely's instance storage (.env), the read-only one as a Links connection
+    assert state.grants["storage"].grant.access == Access.full
+    assert [f.path.name for f in render_target("supervisely", state, tmp_path, {"storage": "storage"})] == [
         ".env", "remote_links.yml", "docker-compose.override.yml"]
     with pytest.raises(BadInput, match="use --target supervisely, cvat or onepanel"):
         render_target("kubeflow", state, tmp_path, {})

@@ -135,16 +135,49 @@ def test_s3_verify_on_the_sandbox(cli: Cli, admin: Admin, prefix: str, access: s
     result = cli("s3", "--env", "sandbox", "--prefix", prefix, access, "--no-verify")
     assert result.exit_code == 0, result.output
     buckets = granted()["buckets"]
+    temporary = {b["Name"] for b in admin.s3.list_buckets()["Buckets"] if b["Name"].startswith("provision-verify-")}
     started = time.monotonic()
     doc = verify_json(cli, "sandbox")
     print(f"\nprovision verify, S3 {access}, {len(buckets)} buckets: {time.monotonic() - started:.2f} s")
     assert ran(doc) == s3_expected(buckets, access == "--full", f".provision-verify/{TOKEN}",
                                    f"provision-verify-{TOKEN}")
-    # verify left nothing behind: no temporary bucket, no probe object, no unfinished upload
-    assert not [b["Name"] for b in admin.s3.list_buckets()["Buckets"] if b["Name"].startswith("provision-verify-")]
+    # verify left nothing behind: no temporary bucket, no probe object, no unfinished upload (an earlier test's
+    # killed verify may have left a bucket not yet stale: it is not this verify's)
+    assert not [b["Name"] for b in admin.s3.list_buckets()["Buckets"] if b["Name"].startswith("provision-verify-")
+                and b["Name"] not in temporary]
     for bucket in buckets:
         assert admin.s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
         assert admin.s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_s3_verify_removes_an_interrupted_verifys_stale_bucket(cli: Cli, admin: Admin, prefix: str) -> None:
+    """A temporary bucket an interrupted verify left (tagged with verify's mark, holding its probe object) is
+    removed by the next verify once stale; a fresh one (a verify running concurrently) and a bucket that merely
+    has the name are left alone."""
+    from datetime import datetime, timezone
+
+    from provision.providers.aws.verify import MARK, STALE_AFTER
+
+    def make(name: str, tags: list[dict[str, str]] | None) -> str:
+        admin.s3.create_bucket(Bucket=name)
+        if tags is not None:
+            admin.s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tags})
+        admin.s3.put_object(Bucket=name, Key=".provision-verify/x", Body=b"provision verify")
+        return name
+
+    now = datetime.now(timezone.utc)
+    hexes = [f"{prefix[-5:]}{n:05x}" for n in range(3)]
+    assert all(re.fullmatch(r"[0-9a-f]{10}", h) for h in hexes), hexes
+    stale = make(f"provision-verify-{hexes[0]}", [{"Key": MARK, "Value": (now - STALE_AFTER * 2).isoformat()}])
+    fresh = make(f"provision-verify-{hexes[1]}", [{"Key": MARK, "Value": now.isoformat()}])
+    foreign = make(f"provision-verify-{hexes[2]}", [{"Key": "team", "Value": "x"}])
+    assert cli("s3", "--env", "sandbox", "--prefix", prefix, "--no-verify").exit_code == 0
+    verify_json(cli, "sandbox")
+    names = {b["Name"] for b in admin.s3.list_buckets()["Buckets"]}
+    assert stale not in names and {fresh, foreign} <= names
+    for name in (fresh, foreign):
+        admin.s3.delete_object(Bucket=name, Key=".provision-verify/x")
+        admin.s3.delete_bucket(Bucket=name)
 
 
 # ---- Azure ------------------------------------------------------------------------------------------------------

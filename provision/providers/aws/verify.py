@@ -10,7 +10,9 @@ https://docs.cvat.ai/docs/manual/basics/attach-cloud-storages/), and what the ke
 
 from __future__ import annotations
 
+import re
 import uuid
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any
 
@@ -29,6 +31,13 @@ RANGE = "bytes=0-1023"
 """The ranged read of the probes (what a viewer or CVAT's chunk reader asks for)."""
 WRITTEN = (".w", ".c", ".acl", ".copy", ".m")
 """Suffixes of the keys the write probes use (removed afterwards with the probe objects)."""
+MARK = "provision:verify"
+"""The tag verify sets on its temporary bucket when it creates it; its value is the UTC creation time (ISO 8601)."""
+STALE_AFTER = timedelta(minutes=5)
+"""A temporary bucket marked longer ago than this is a leftover of an interrupted verify (a running verify removes
+its own within seconds), removed by the next verify."""
+TEMPORARY = re.compile(r"provision-verify-[0-9a-f]{10}")
+"""The names of verify's temporary buckets."""
 READ = ("", ".d")
 """Suffixes of the keys the set-up puts in every bucket: the object the reads use, and the one DeleteObject
 removes (distinct, so the probes may run concurrently)."""
@@ -157,8 +166,9 @@ def outcome(exc: BaseException) -> str | None:
 
 def verify_key(user: Any, admin: Any, buckets: list[str], full: bool, region: str) -> list[VerifyRow]:
     """Run `probe_table` for a key, concurrently: with ``admin`` it first makes one temporary bucket
-    (``provision-verify-<hex>``, holding the probe object) to stand for "another bucket" and puts the probe
-    objects (`READ`) in each bucket, all at once; all are removed afterwards.
+    (``provision-verify-<hex>``, tagged `MARK`, holding the probe object) to stand for "another bucket" and puts
+    the probe objects (`READ`) in each bucket, all at once; all are removed afterwards. It also removes the
+    temporary buckets an interrupted verify left (`leftovers` older than `STALE_AFTER`).
 
     Returns:
         One row per probe, in table order.
@@ -173,11 +183,15 @@ def verify_key(user: Any, admin: Any, buckets: list[str], full: bool, region: st
 
     def make_other() -> None:
         admin.create_bucket(Bucket=other, **location(region))
+        admin.put_bucket_tagging(Bucket=other, Tagging={"TagSet": [
+            {"Key": MARK, "Value": datetime.now(timezone.utc).isoformat(timespec="seconds")}]})
         admin.put_object(Bucket=other, Key=probe_key, Body=PROBE_BODY)
 
     try:
-        run_concurrently([make_other] + [partial(admin.put_object, Bucket=bucket, Key=probe_key + suffix,
-                                                 Body=PROBE_BODY) for bucket in buckets for suffix in READ])
+        stale = leftovers(admin, datetime.now(timezone.utc) - STALE_AFTER)
+        run_concurrently([make_other] + [partial(remove_bucket, admin, name) for name in stale] + [
+            partial(admin.put_object, Bucket=bucket, Key=probe_key + suffix, Body=PROBE_BODY)
+            for bucket in buckets for suffix in READ])
         return run_probes(probe_table(user, admin, buckets, full, probe_key, other), outcome)
     except answered_errors() as exc:
         raise CloudRefused(f"verify could not set up its probes: {one_line(exc)}",
@@ -202,16 +216,65 @@ def cleanup(admin: Any, buckets: list[str], probe_key: str, other: str) -> None:
             if error_code(exc) not in ("NoSuchBucket", "404"):
                 raise
 
-    def remove_other() -> None:
-        listing = admin.list_objects_v2(Bucket=other).get("Contents", [])
-        if listing:
-            admin.delete_objects(Bucket=other, Delete={"Objects": [{"Key": o["Key"]} for o in listing]})
-        admin.delete_bucket(Bucket=other)
-
     try:
-        run_concurrently([partial(unless_gone, remove_other)] + [
+        run_concurrently([partial(remove_bucket, admin, other)] + [
             partial(unless_gone, partial(admin.delete_objects, Bucket=bucket, Delete={"Objects": keys}))
             for bucket in buckets])
     except answered_errors() as exc:
         raise ProvisionError(f"verify could not remove its probe objects: {one_line(exc)}",
                              f"delete bucket {other} and keys {probe_key}* by hand") from None
+
+
+def leftovers(admin: Any, before: datetime) -> list[str]:
+    """Verify's temporary buckets made before ``before``: named like `TEMPORARY` and tagged `MARK` with an older
+    time, or with no tag at all and created before ``before`` (a verify stopped between CreateBucket and
+    PutBucketTagging). A bucket with other tags, or a mark that is not a time, is not verify's and is left alone.
+
+    Args:
+        admin: an admin S3 client. before: a timezone-aware UTC datetime.
+
+    Returns:
+        The bucket names, in ListBuckets order.
+
+    Raises:
+        The SDK's error when S3 refuses a listing (a bucket gone meanwhile is skipped).
+    """
+    def made_before(bucket: dict[str, Any]) -> str | None:
+        name = bucket["Name"]
+        try:
+            tags = {t["Key"]: t["Value"] for t in admin.get_bucket_tagging(Bucket=name).get("TagSet", [])}
+        except answered_errors() as exc:
+            code = error_code(exc)
+            if code in ("NoSuchBucket", "404"):
+                return None
+            if code != "NoSuchTagSet":
+                raise
+            created = bucket.get("CreationDate")
+            return name if created is not None and created < before else None
+        try:
+            marked = datetime.fromisoformat(tags[MARK])
+        except (KeyError, ValueError):
+            return None
+        if marked.tzinfo is None:
+            return None
+        return name if marked < before else None
+
+    candidates = [b for b in admin.list_buckets().get("Buckets", []) if TEMPORARY.fullmatch(b["Name"])]
+    return [name for name in run_concurrently([partial(made_before, b) for b in candidates]) if name]
+
+
+def remove_bucket(admin: Any, bucket: str) -> None:
+    """Empty (one listing: a temporary bucket holds a few objects) and delete one of verify's temporary buckets;
+    a bucket already gone is fine.
+
+    Raises:
+        The SDK's error for any other refusal.
+    """
+    try:
+        listing = admin.list_objects_v2(Bucket=bucket).get("Contents", [])
+        if listing:
+            admin.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": o["Key"]} for o in listing]})
+        admin.delete_bucket(Bucket=bucket)
+    except answered_errors() as exc:
+        if error_code(exc) not in ("NoSuchBucket", "404"):
+            raise
