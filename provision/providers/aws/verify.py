@@ -142,7 +142,7 @@ def _multipart(user: Any, admin: Any, bucket: str, key: str) -> Any:
         part = user.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=PROBE_BODY)
         return user.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={
             "Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
-    except Exception:
+    except BaseException:  # any failure of the probe: abort the upload it started, then let the row report it
         try:
             admin.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
         except answered_errors():
