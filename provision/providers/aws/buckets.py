@@ -7,6 +7,7 @@ all four Block Public Access settings, default encryption, and object ownership 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from provision.errors import BadInput, CloudRefused, counted
@@ -42,32 +43,36 @@ def bucket_region(s3: Any, name: str) -> str:
     return {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(constraint, constraint)
 
 
-def survey(s3: Any, tagger: Tags, names: list[str], region: str, state: Any, adopt: bool) -> dict[str, Any]:
-    """Read every bucket before anything changes: whether it exists, its tags and its region; refuse what must
-    not be touched. Makes no mutating request.
+def survey(s3: Any, tagger: Tags, names: list[str], region: str, state: Any, adopt: bool) -> dict[Any, Any]:
+    """Read every bucket before anything changes: whether it exists, its tags, its region and its security
+    settings; refuse what must not be touched. Makes no mutating request. The buckets are read concurrently
+    (`provision.providers.base.run_concurrently`, 8 at once): over a link of 30 ms, 20 buckets cost ~0.2 s of
+    round trips instead of ~3.6 s one after another.
 
     Args:
         s3: an admin S3 client. tagger: `provision.providers.aws.marks.Tags`. names: the buckets.
         region: the profile's region. state: the grant record. adopt: ``--adopt``.
 
     Returns:
-        ``{("bucket", name): tags}`` per bucket (tags: a dict; None when the bucket does not exist).
+        ``{("bucket", name): tags}`` per bucket (tags: a dict; None when the bucket does not exist) and, for each
+        existing bucket, ``{("settings", name): read_settings(...)}``.
 
     Raises:
         CloudRefused: a bucket exists but the admin may not see it (HeadBucket 403; bucket names are global:
             https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
         BadInput: a bucket another provision state marked as its own (without ``adopt``); a bucket in another
             region than ``region`` (S3 cannot move a bucket; SigV4 requests signed for the wrong region fail).
+        The first error in ``names`` order, once every read has finished.
     """
-    found: dict[Any, Any] = {}
-    for name in names:
+    from provision.providers.base import run_concurrently
+
+    def look(name: str) -> dict[Any, Any]:
         try:
             s3.head_bucket(Bucket=name)
         except answered_errors() as exc:
             code = error_code(exc)
             if code in ("404", "NoSuchBucket", "NotFound"):
-                found[("bucket", name)] = None
-                continue
+                return {("bucket", name): None}
             if code in ("403", "AccessDenied", "Forbidden"):
                 raise CloudRefused(
                     f"bucket {name!r} exists but belongs to someone else (or the admin credentials may not see it)",
@@ -75,7 +80,6 @@ def survey(s3: Any, tagger: Tags, names: list[str], region: str, state: Any, ado
                 ) from None
             raise
         tags = tagger.read("bucket", name)
-        found[("bucket", name)] = tags
         check_claim(state, adopt, "bucket", name, tags)
         actual = bucket_region(s3, name)
         if actual != region:
@@ -85,17 +89,59 @@ def survey(s3: Any, tagger: Tags, names: list[str], region: str, state: Any, ado
                                f"re-run with --region {actual} (a bucket cannot move)")
             raise BadInput(f"bucket {name!r} is in {actual}, not in the profile's region {region}",
                            f"pass --region {actual}")
+        return {("bucket", name): tags, ("settings", name): read_settings(s3, name)}
+
+    found: dict[Any, Any] = {}
+    for answer in run_concurrently([partial(look, name) for name in names]):
+        found.update(answer)
     return found
 
 
+SETTINGS = {
+    "public access block": ("get_public_access_block", "NoSuchPublicAccessBlockConfiguration"),
+    "default encryption": ("get_bucket_encryption", "ServerSideEncryptionConfigurationNotFoundError"),
+    "object ownership": ("get_bucket_ownership_controls", "OwnershipControlsNotFoundError"),
+}
+"""The security settings `secure_bucket` keeps: name -> (the S3 client's read call, the error code of "not set")."""
+
+
+def read_settings(s3: Any, name: str) -> dict[str, Any]:
+    """Read the bucket's `SETTINGS`.
+
+    Args:
+        s3: an admin S3 client. name: an existing bucket.
+
+    Returns:
+        ``{setting: answer}``: the read call's answer; None when the setting is not set; `UNSUPPORTED` when the
+        server does not implement it (MinIO's public access block and ownership controls).
+
+    Raises:
+        botocore.exceptions.ClientError: any other refusal.
+    """
+    out: dict[str, Any] = {}
+    for setting, (call, missing) in SETTINGS.items():
+        try:
+            out[setting] = getattr(s3, call)(Bucket=name)
+        except answered_errors() as exc:
+            code = error_code(exc)
+            if code == missing:
+                out[setting] = None
+            elif code in UNSUPPORTED:
+                out[setting] = UNSUPPORTED
+            else:
+                raise
+    return out
+
+
 def ensure_bucket(s3: Any, tagger: Tags, name: str, region: str, tags: dict[str, str] | None, state: Any,
-                  plan: Plan) -> None:
+                  plan: Plan, settings: dict[str, Any] | None = None) -> None:
     """Create ``name`` (object ownership BucketOwnerEnforced, then the owner mark) or settle the existing one
     (`provision.providers.aws.marks.settle`: adopted, or tracked as this grant's), then secure it.
 
     Args:
         s3: an admin S3 client. tagger: the tag reader/writer. name: the bucket. region: where a new bucket goes.
         tags: its tags from `survey` (None: it does not exist). state: the grant record. plan: the ledger.
+        settings: its `read_settings` from `survey` (None: read them now).
 
     Raises:
         CloudRefused: the name is taken by another account.
@@ -118,28 +164,23 @@ def ensure_bucket(s3: Any, tagger: Tags, name: str, region: str, tags: dict[str,
         tagger.change(plan, "bucket", name, "owner mark: env, grant and state", mark(state), known={})
     else:
         settle(plan, state, tagger, Resource(kind="bucket", name=name, created=False), tags)
-    secure_bucket(s3, name, new=tags is None, plan=plan)
+    secure_bucket(s3, name, new=tags is None, plan=plan, settings=settings)
 
 
-def secure_bucket(s3: Any, name: str, new: bool, plan: Plan) -> None:
+def secure_bucket(s3: Any, name: str, new: bool, plan: Plan, settings: dict[str, Any] | None = None) -> None:
     """Public access block (all four), SSE-S3 default encryption unless a secure one is set, ownership
     BucketOwnerEnforced; what is already so is left alone (``no change``); a setting the server does not implement
     (`UNSUPPORTED`, e.g. MinIO's public access block) is skipped and noted, not a failure.
 
     Args:
         s3: an admin S3 client. name: the bucket. new: created by this run (nothing to read).
-        plan: the ledger.
+        plan: the ledger. settings: the bucket's `read_settings` when already read (None: read them now).
     """
-
-    unsupported: list[str] = []
-
-    def read(call: Callable[..., Any], missing: str) -> Any:
-        try:
-            return call(Bucket=name)
-        except answered_errors() as exc:
-            if error_code(exc) == missing:
-                return None
-            raise
+    if new:
+        settings = dict.fromkeys(SETTINGS)
+    elif settings is None:
+        settings = read_settings(s3, name)
+    unsupported = [setting for setting, answer in settings.items() if answer is UNSUPPORTED]
 
     def update(setting: str, call: Callable[..., Any], **kwargs: Any) -> bool:
         """The change through ``plan``; False (and noted) when the server does not implement the setting."""
@@ -152,23 +193,12 @@ def secure_bucket(s3: Any, name: str, new: bool, plan: Plan) -> None:
             unsupported.append(setting.split(":")[0])
             return False
 
-    def supported_read(call: Callable[..., Any], missing: str, setting: str) -> Any:
-        try:
-            return read(call, missing)
-        except answered_errors() as exc:
-            if error_code(exc) not in UNSUPPORTED:
-                raise
-            unsupported.append(setting)
-            return UNSUPPORTED
-
     changed = False
-    pab = None if new else supported_read(s3.get_public_access_block, "NoSuchPublicAccessBlockConfiguration",
-                                          "public access block")
+    pab = settings["public access block"]
     if pab is not UNSUPPORTED and (pab is None or pab["PublicAccessBlockConfiguration"] != PUBLIC_ACCESS_BLOCK):
         changed = update("public access block: all four on", s3.put_public_access_block,
                          PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK) or changed
-    enc = None if new else supported_read(s3.get_bucket_encryption, "ServerSideEncryptionConfigurationNotFoundError",
-                                          "default encryption")
+    enc = settings["default encryption"]
     algorithms = [
         r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm")
         for r in ({} if enc is UNSUPPORTED else enc or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
@@ -177,7 +207,7 @@ def secure_bucket(s3: Any, name: str, new: bool, plan: Plan) -> None:
         changed = update("default encryption: SSE-S3 (AES256)", s3.put_bucket_encryption,
                          ServerSideEncryptionConfiguration=SSE_S3) or changed
     if not new:  # a new bucket got BucketOwnerEnforced with CreateBucket
-        own = supported_read(s3.get_bucket_ownership_controls, "OwnershipControlsNotFoundError", "object ownership")
+        own = settings["object ownership"]
         rules = [r.get("ObjectOwnership") for r in ({} if own is UNSUPPORTED else own or {}).get(
             "OwnershipControls", {}).get("Rules", [])]
         if own is not UNSUPPORTED and rules != ["BucketOwnerEnforced"]:

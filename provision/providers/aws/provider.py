@@ -160,7 +160,8 @@ class AwsProvider(BaseProvider):
         if issuer != "minio":
             found.update(credentials.survey(self, tagger, state))
         for bucket in self.buckets:
-            s3_buckets.ensure_bucket(s3, tagger, bucket, region, found[("bucket", bucket)], state, plan)
+            s3_buckets.ensure_bucket(s3, tagger, bucket, region, found[("bucket", bucket)], state, plan,
+                                     found.get(("settings", bucket)))
         if issuer == "minio":
             key = minio.ensure_minio(self, self.minio_iam(), state, plan)
             return None if key is None else self.grant(key)
