@@ -33,7 +33,7 @@ from provision.providers.owner_marks import OwnerMark, label_value, ours
 SHARED_LABEL = "provision_shared_"
 """Key prefix of a bucket's share labels."""
 _SHARE_TEXT = re.compile(r" shared=([0-9A-Za-z_-]+)/([A-Za-z0-9_.-]+)/([a-z0-9_-]+)")
-_DESCRIPTION = re.compile(r"^(provision env=\S+ grant=\S+ state=[0-9A-Za-z_-]+)((?: shared=\S+)*)(.*)$", re.S)
+_DESCRIPTION = re.compile(r"^(provision env=\S+ grant=\S+ state=[0-9A-Za-z_-]+)((?: shared=[^\s:]+)*)(.*)$", re.S)
 MARKED_KINDS = ("bucket", "service_account")
 """Resource kinds that carry an owner mark."""
 
