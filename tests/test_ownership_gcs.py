@@ -196,22 +196,28 @@ def test_adopter_keeps_what_it_shares_whichever_env_is_destroyed_first(cli: Cli,
     assert live_of(google, gcs_admin, prefix) == []
 
 
-def test_the_creators_destroy_leaves_another_accounts_binding(cli: Cli, google: FakeGoogle,  # noqa: F811
-                                                              gcs_admin: GcsAdmin, prefix: str) -> None:
-    """b adopts a's buckets with another access level, so its own service account: a's destroy removes only a's
-    member from the policies (`provision.policies.merge_bindings`) and hands the buckets over."""
+@pytest.mark.parametrize("first", ["a", "b"])
+def test_either_destroy_leaves_the_other_accounts_binding(cli: Cli, google: FakeGoogle,  # noqa: F811
+                                                          gcs_admin: GcsAdmin, prefix: str, first: str) -> None:
+    """b adopts a's buckets with another access level, so with its own service account: whichever env is destroyed
+    first removes only its own member from the policies (`provision.policies.merge_bindings`); a's destroy hands
+    the buckets over to b, b's drops its share marks."""
     assert gcs(cli, "--prefix", prefix, env="a").exit_code == 0
     assert gcs(cli, "--prefix", prefix, "--full", "--adopt", env="b").exit_code == 0
-    ro, rw = (f"serviceAccount:{sa_email(f'provision-{prefix}-{s}')}" for s in ("ro", "rw"))
+    members = {env: f"serviceAccount:{sa_email(f'provision-{prefix}-{s}')}" for env, s in (("a", "ro"), ("b", "rw"))}
     bucket = f"{prefix}-private"
-    assert {ro, rw} <= members_of(google, bucket)
-    done = cli("destroy", "--env", "a", "--yes")
+    assert set(members.values()) <= members_of(google, bucket)
+    other = "b" if first == "a" else "a"
+    done = cli("destroy", "--env", first, "--yes")
     assert done.exit_code == 0, done.output
-    assert rw in members_of(google, bucket) and ro not in members_of(google, bucket)
-    assert sa_email(f"provision-{prefix}-ro") not in google.service_accounts
-    assert live_labels(gcs_admin, bucket)["provision_env"] == "b"
-    assert cli("verify", "--env", "b").exit_code == 0
-    assert cli("destroy", "--env", "b", "--yes").exit_code == 0
+    assert members[other] in members_of(google, bucket) and members[first] not in members_of(google, bucket)
+    assert members[first].removeprefix("serviceAccount:") not in google.service_accounts
+    labels = live_labels(gcs_admin, bucket)
+    assert labels["provision_env"] == ("a" if first == "b" else "b"), labels  # a's destroy hands them over
+    assert not [k for k in labels if k.startswith("provision_shared_")], labels  # b's share mark went either way
+    checked = cli("verify", "--env", other)
+    assert checked.exit_code == 0, checked.output
+    assert cli("destroy", "--env", other, "--yes").exit_code == 0
     assert live_of(google, gcs_admin, prefix) == []
 
 
