@@ -2,9 +2,10 @@
 ports; the SDKs talk to it for real and it records every request with its body.
 
 - IAM admin (``google.iam.admin.v1.IAM`` over gRPC, the only transport google-cloud-iam 2.27 generates for
-  ``iam_admin_v1``): service accounts get/create/delete, keys create/list/delete. Keys are real RSA keys; the JSON
-  key file it hands out names this fake's token endpoint. ``forbid_keys = True`` answers key creation with
-  FAILED_PRECONDITION, as an organisation policy (constraints/iam.disableServiceAccountKeyCreation) does.
+  ``iam_admin_v1``): service accounts get/create/patch (display name, description)/delete, keys
+  create/list/delete. Keys are real RSA keys; the JSON key file it hands out names this fake's token endpoint.
+  ``forbid_keys = True`` answers key creation with FAILED_PRECONDITION, as an organisation policy
+  (constraints/iam.disableServiceAccountKeyCreation) does.
 - HTTP, one port: the OAuth token endpoint (``POST /token``: verifies the JWT assertion's RS256 signature against
   the live keys, so a deleted key stops working), Cloud Storage HMAC keys (``/storage/v1/projects/<p>/hmacKeys``,
   which the GCS emulator lacks), and every other Cloud Storage request forwarded unchanged to the emulator
@@ -83,6 +84,9 @@ class FakeGoogle:
         tokens: access token -> email.
         lose_answer_at: the k-th mutating request from now (any API) is carried out but its answer is lost: a 503
             (HTTP) or UNAVAILABLE (gRPC) goes back instead; None: off. `lost` counts the answers lost.
+        on_lose: called (no arguments, in the serving thread) once that request was carried out and before its
+            answer goes back; a test kills the client there (a run killed right after its k-th mutating request,
+            before it could see the answer). None: nothing is called.
     """
 
     def __init__(self, upstream: str, project: str) -> None:
@@ -98,6 +102,7 @@ class FakeGoogle:
         self.on_set_iam: Any = None
         self.lose_answer_at: int | None = None
         self.lost = 0
+        self.on_lose: Any = None
         self.admin_email = f"{ADMIN}@{project}.iam.gserviceaccount.com"
         self.lock = threading.Lock()
         self._http: Any = None
@@ -184,6 +189,10 @@ class FakeGoogle:
                     self.lost += 1
         return entry
 
+    def _lose_hook(self) -> None:
+        if self.on_lose is not None:
+            self.on_lose()
+
     def mutating_count(self) -> int:
         """How many mutating requests (any API) were recorded."""
         return len(self.mutating())
@@ -236,6 +245,7 @@ class FakeGoogle:
 
         def reply(status: int, payload: Any = None) -> Any:
             if entry["lose"]:  # carried out; the answer is lost on the way back
+                self._lose_hook()
                 status, payload = 503, _error(503, "the answer was lost (injected by the fake)")
             entry["status"] = status
             data = b"" if payload is None else json.dumps(payload).encode()
@@ -387,7 +397,8 @@ class FakeGoogle:
             def call(request: Any, context: Any) -> Any:
                 metadata = dict(context.invocation_metadata())
                 caller = self._caller(metadata.get("authorization"))
-                entry = self._record(api="iam", method=name, path=getattr(request, "name", ""), query="",
+                path = getattr(request, "name", "") or getattr(getattr(request, "service_account", None), "name", "")
+                entry = self._record(api="iam", method=name, path=path, query="",
                                      body=type(request).to_dict(request), caller=caller,
                                      mutating=not name.startswith(_READ_RPCS), status=None)
                 if caller is None:
@@ -397,6 +408,7 @@ class FakeGoogle:
                 with self.lock:
                     answer = handler(request, context, types, grpc)
                 if entry["lose"]:  # carried out; the answer is lost on the way back
+                    self._lose_hook()
                     context.abort(grpc.StatusCode.UNAVAILABLE, "the answer was lost (injected by the fake)")
                 return answer
 
@@ -407,6 +419,7 @@ class FakeGoogle:
         handlers = dict([
             rpc("GetServiceAccount", types.GetServiceAccountRequest, types.ServiceAccount.serialize),
             rpc("CreateServiceAccount", types.CreateServiceAccountRequest, types.ServiceAccount.serialize),
+            rpc("PatchServiceAccount", types.PatchServiceAccountRequest, types.ServiceAccount.serialize),
             rpc("DeleteServiceAccount", types.DeleteServiceAccountRequest, empty),
             rpc("CreateServiceAccountKey", types.CreateServiceAccountKeyRequest, types.ServiceAccountKey.serialize),
             rpc("ListServiceAccountKeys", types.ListServiceAccountKeysRequest,
@@ -438,6 +451,14 @@ class FakeGoogle:
         self.service_accounts[email].update(display_name=request.service_account.display_name,
                                             description=request.service_account.description)
         return types.ServiceAccount(**self.service_accounts[email])
+
+    def _rpc_PatchServiceAccount(self, request: Any, context: Any, types: Any, grpc: Any) -> Any:  # noqa: N802
+        account = self._account(request.service_account.name, context, grpc)
+        for path in request.update_mask.paths:
+            if path not in ("display_name", "description"):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"Cannot update field {path!r}.")
+            account[path] = getattr(request.service_account, path)
+        return types.ServiceAccount(**account)
 
     def _rpc_DeleteServiceAccount(self, request: Any, context: Any, types: Any, grpc: Any) -> bytes:  # noqa: N802
         account = self._account(request.name, context, grpc)

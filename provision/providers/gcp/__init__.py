@@ -2,7 +2,8 @@
 
 Modules: `provider` (`GcsProvider`, the apply/destroy/verify/data entry points), `options` (the profile's GCS
 fields and their rules), `sdk` (the one seam to Google's SDKs: clients, credentials, retries, error types),
-`buckets`, `bindings` (bucket IAM), `credentials` (service account, key file, HMAC key), `verify` (the probe
+`buckets`, `bindings` (bucket IAM), `credentials` (service account, key file, HMAC key), `intents` (key intents),
+`marks` (share marks and the hand-over of shared buckets and service accounts on destroy), `verify` (the probe
 table), `objects` (`GcsObjects`, `GcsTransfer`).
 """
 

@@ -11,6 +11,7 @@ from typing import Any
 from provision.errors import CloudRefused, counted
 from provision.ledger import Plan
 from provision.models import Resource
+from provision.providers.gcp.marks import BucketMarks, label_marks, live_labels, share
 from provision.providers.gcp.sdk import TIMEOUT, storage_retry
 from provision.providers.owner_marks import OwnerMark, check_adoptable, ours
 
@@ -43,7 +44,7 @@ def harden(bucket: Any, labels: dict[str, str] | None = None) -> None:
     bucket's, when given), guarded by the metageneration read (a concurrent change of the bucket's settings makes
     it fail rather than be overwritten)."""
     if labels:
-        bucket.labels = {**(bucket.labels or {}), **labels}
+        bucket.labels = {**live_labels(bucket), **labels}
     locked_down(bucket).patch(if_metageneration_match=bucket.metageneration, retry=storage_retry(), timeout=TIMEOUT)
 
 
@@ -103,7 +104,8 @@ def ensure_bucket(storage: Any, name: str, project: str, location: str, harden_a
                         bucket=bucket, labels=labels)
         return
     record = state.find("bucket", name)
-    mine = ours(OwnerMark.read(bucket.labels, "label"), state)
+    found = label_marks(live_labels(bucket))
+    mine = ours(found.owner, state)
     where = f" (in {bucket.location}, not {location} as asked)" if (
         bucket.location or "").upper() != location.upper() else ""
     if mine and record is None:  # an earlier run of this state created it and lost the answer
@@ -113,6 +115,8 @@ def ensure_bucket(storage: Any, name: str, project: str, location: str, harden_a
     else:
         plan.adopt(Resource(kind="bucket", name=name, created=False),
                    f"exists{where}; adopted (destroy never deletes it)")
+        if record is None or not record.created:  # another state's bucket, adopted with --adopt
+            share(plan, state, BucketMarks(storage), name, found)
     missing = insecure(bucket)
     if not missing:
         plan.note("no change", "bucket", name, SECURE)
@@ -135,7 +139,7 @@ def check_bucket_marks(storage: Any, names: list[str], state: Any, adopt: bool) 
         except Forbidden:
             continue
         if bucket is not None:
-            check_adoptable("bucket", name, OwnerMark.read(bucket.labels, "label"), state, adopt)
+            check_adoptable("bucket", name, label_marks(live_labels(bucket)).owner, state, adopt)
 
 
 def holds_objects(storage: Any, name: str) -> bool:

@@ -18,6 +18,7 @@ from provision.files import atomic_write
 from provision.ledger import Plan
 from provision.models import Grant, KeyFile, KeyPair, Resource
 from provision.providers.gcp.intents import live_keys, record_intent, settle
+from provision.providers.gcp.marks import AccountMarks, share, text_marks
 from provision.providers.gcp.sdk import IAM_TIMEOUT, TIMEOUT, GcsClients, iam_retry, storage_retry
 from provision.providers.owner_marks import OwnerMark, check_adoptable, ours
 from provision.state import state_dir
@@ -72,13 +73,17 @@ def ensure_service_account(clients: GcsClients, email: str, account_id: str, by_
     iam = clients.iam()
     current = read_service_account(clients, email, by_email)
     if current is not None:
-        if ours(OwnerMark.parse(current.description), state) and state.find("service_account", email) is None:
+        marks = text_marks(current.description)
+        if ours(marks.owner, state) and state.find("service_account", email) is None:
             plan.note("no change", "service_account", email, "created by this environment earlier (its owner "
                       "mark): tracked as created")
             plan.record(Resource(kind="service_account", name=email, created=True))
             return True
+        recorded = state.find("service_account", email)
         if not plan.adopt(Resource(kind="service_account", name=email, created=False)):
             plan.note("no change", "service_account", email, "service account")
+        if recorded is None or not recorded.created:  # another state's account, adopted with --adopt
+            share(plan, state, AccountMarks(clients, by_email), email, marks)
         return False
     if by_email:
         raise CloudRefused(f"service account {email} does not exist",
@@ -112,7 +117,7 @@ def check_service_account_mark(clients: GcsClients, email: str, by_email: bool, 
     """
     current = read_service_account(clients, email, by_email)
     if current is not None:
-        check_adoptable("service account", email, OwnerMark.parse(current.description), state, adopt)
+        check_adoptable("service account", email, text_marks(current.description).owner, state, adopt)
 
 
 def ensure_key_file(clients: GcsClients, email: str, by_email: bool, new_sa: bool, state: Any, plan: Plan,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from provision.errors import ProvisionError
+from provision.errors import PartialFailure, ProvisionError
 from provision.ledger import Plan
 from provision.models import Ambient, Grant, KeyFile, KeyPair, Resource
 from provision.names import check_gcs_bucket, resolve_buckets
@@ -32,6 +32,7 @@ from provision.providers.gcp.credentials import (
     sa_path,
 )
 from provision.providers.gcp.intents import INTENT_KINDS, settle, settle_all
+from provision.providers.gcp.marks import AccountMarks, BucketMarks, hand_over, leave, stays, take_over
 from provision.providers.gcp.objects import GcsObjects
 from provision.providers.gcp.options import SANDBOX_NOTE, GcsOptions
 from provision.providers.gcp.verify import verify as verify_grant
@@ -188,13 +189,47 @@ class GcsProvider(BaseProvider):
 
     # ---- destroy ----------------------------------------------------------------------------------------------
     def holds_objects(self, state: Any, resource: Resource) -> bool:
-        """True when bucket ``resource`` holds any object (any generation); False when it is empty or gone."""
+        """True when bucket ``resource`` holds any object (any generation); False when it is empty or gone, or
+        when it is handed over to another state that shares it rather than deleted
+        (`provision.providers.gcp.marks.stays`)."""
+        if stays(BucketMarks(self.clients.storage()), state, resource.name):
+            return False
         return holds_objects(self.clients.storage(), resource.name)
+
+    def markers(self) -> dict[str, Any]:
+        """Resource kind -> its owner-mark reader/writer (`provision.providers.gcp.marks`); no service accounts on
+        an IAM-less emulator."""
+        found: dict[str, Any] = {"bucket": BucketMarks(self.clients.storage())}
+        if not self.clients.emulated:
+            found["service_account"] = AccountMarks(self.clients, self.options.by_email)
+        return found
+
+    def destroy(self, state: Any, plan: Plan, delete_data: bool) -> list[str]:
+        """`BaseProvider.destroy`, after taking over what another state handed over to this one
+        (`provision.providers.gcp.marks.take_over`), then dropping this state's share marks from what it adopted
+        (`provision.providers.gcp.marks.leave`).
+
+        Raises:
+            PartialFailure: Google refused a mark's read or change (state keeps what still exists); as the base.
+        """
+        self._marks(take_over, plan, state)
+        kept = super().destroy(state, plan, delete_data)
+        self._marks(leave, plan, state)
+        return kept
+
+    def _marks(self, step: Any, plan: Plan, state: Any) -> None:
+        try:
+            step(plan, state, self.markers())
+        except self.refused_errors() + self.unreachable_errors() as exc:
+            raise PartialFailure(f"{self.service} refused an owner-mark change: {self.describe(exc)}",
+                                 "state keeps what still exists; fix the cause and run destroy again") from None
 
     def delete_resource(self, state: Any, resource: Resource, plan: Plan, delete_data: bool) -> None:
         """Delete one created resource: a key (an HMAC key deactivated first; a key file removed with its key),
         our member of a bucket's policy (only it; read-modify-write with the etag), the service account, a bucket
-        with its objects. One already gone is reported as such."""
+        with its objects. One already gone is reported as such. A bucket or service account another state shares
+        (``--adopt``) is handed over to it instead (`provision.providers.gcp.marks.hand_over`), and the bindings
+        of such an account stay with it."""
         from google.api_core.exceptions import NotFound
 
         r = resource
@@ -205,8 +240,16 @@ class GcsProvider(BaseProvider):
         if r.kind in KEY_KINDS:
             delete_key(self.clients, self.options.by_email, state, r, plan, report=True)
             return
+        markers = self.markers()
         try:
+            if r.kind in markers and hand_over(plan, state, markers[r.kind], r.name):
+                return
             if r.kind == "bucket_binding":
+                account = (r.parent or "").removeprefix("serviceAccount:")
+                if "service_account" in markers and stays(markers["service_account"], state, account):
+                    plan.note("no change", r.kind, r.name, f"{r.parent} stays: its service account is handed "
+                              "over to the environment that shares it")
+                    return
                 unbind(self.clients.storage(), r.name, r.parent or "", plan)
             elif r.kind == "service_account":
                 plan.delete(r.kind, r.name, "service account", self.clients.iam().delete_service_account,
