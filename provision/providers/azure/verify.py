@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from provision.errors import BadInput, CloudRefused, ProvisionError
 from provision.models import Access, KeyPair, SasToken
+from provision.providers.azure.containers import PROBE_BLOB_PREFIX
 from provision.providers.azure.credentials import user_credential
 from provision.providers.azure.sdk import AccountAccess, azure_errors, describe, error_code, key_credential, status_code
 from provision.providers.base import Probe, VerifyRow, run_concurrently, run_probes
@@ -51,7 +52,7 @@ class ProbeNames:
         """Names for ``token`` (default: 10 random hex digits)."""
         token = token or uuid.uuid4().hex[:10]
         other = f"provision-verify-{token}"
-        return cls(f".provision-verify/{token}", other, f"{other}-new", f"{other}-del")
+        return cls(f"{PROBE_BLOB_PREFIX}{token}", other, f"{other}-new", f"{other}-del")
 
     @property
     def put(self) -> tuple[str, ...]:
