@@ -12,7 +12,9 @@ routes `provision azure` calls, and recording every request (method, path, query
   Azurite's URL as ``primaryEndpoints.blob``, and a container PUT/DELETE also creates/deletes it in Azurite, so a
   management-mode run issues a SAS that Azurite really checks.
 - Accounts not linked to Azurite get the fake itself as their (path-style) blob endpoint, where it answers List
-  Blobs only (an empty listing for a container it knows), so ``destroy`` can check that a container is empty.
+  Blobs only (an empty listing for a container it knows), so ``destroy`` can check that a container is empty; a
+  request there with an account SAS whose signature matches neither current key gets 403 (so a regenerated key
+  revokes a SAS as on Azure).
 - Faults: `fail` answers the k-th mutating request from now (and the ``count - 1`` after it) with an error.
 """
 
@@ -155,7 +157,7 @@ class FakeArm:
         if low == "/msi/token":
             status, reply = self._token(h, parts.query)
         elif len(segments) == 2 and segments[0] in self.accounts and method == "GET":
-            status, reply = self._list_blobs(segments[0], segments[1])
+            status, reply = self._sas_refused(segments[0], parts.query) or self._list_blobs(segments[0], segments[1])
         elif h.headers.get("Authorization") != f"Bearer {TOKEN}":
             status, reply = 401, _error("InvalidAuthenticationToken", "no or wrong bearer token")
         elif inject:
@@ -175,6 +177,25 @@ class FakeArm:
         h.end_headers()
         if method != "HEAD":
             h.wfile.write(data)
+
+    def _sas_refused(self, account: str, query: str) -> tuple[int, bytes] | None:
+        """A request with an account SAS (``sig=`` in the query) whose signature matches neither of the account's
+        current keys: 403 AuthenticationFailed, as Azure answers once the signing key was regenerated. None when
+        there is no SAS or it is valid (expiry is not checked)."""
+        fields = {k: v[0] for k, v in parse_qs(query).items()}
+        if "sig" not in fields:
+            return None
+        from azure.storage.blob import generate_account_sas
+
+        for key in self._keys(account).values():
+            again = generate_account_sas(account, key, resource_types=fields.get("srt", ""),
+                                         permission=fields.get("sp", ""), expiry=fields.get("se", ""),
+                                         start=fields.get("st"), services=fields.get("ss", "b"),
+                                         protocol=fields.get("spr"))
+            if parse_qs(again)["sig"][0] == fields["sig"]:
+                return None
+        return 403, (b'<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthenticationFailed</Code><Message>'
+                     b"Signature did not match.</Message></Error>")
 
     def _list_blobs(self, account: str, container: str) -> tuple[int, bytes]:
         """List Blobs on the stub data plane: every container the fake knows is empty."""
@@ -293,6 +314,8 @@ class FakeArm:
                 if account is None:
                     return 404, _error("ResourceNotFound", name)
                 account["properties"].update((body or {}).get("properties") or {})
+                if (body or {}).get("tags") is not None:
+                    account["tags"] = body["tags"]
                 return 200, _public(account)
             if method == "DELETE":
                 if account is not None:

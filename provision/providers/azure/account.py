@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from provision.errors import CloudRefused
 from provision.ledger import Plan
 from provision.models import Resource
+from provision.providers.azure.marks import account_writer, group_writer
 from provision.providers.azure.options import DEFAULT_LOCATION
 from provision.providers.azure.sdk import AccountAccess, plain
 from provision.providers.azure.steps import create
@@ -128,7 +129,8 @@ def ensure_resource_group(az: AzureProvider, client: Any, subscription: str, gro
                parameters=ResourceGroup(location=location, tags=owner_tags(state)))
         return
     keep_or_adopt(plan, Resource(kind="resource_group", name=group, created=False, parent=subscription),
-                  f"in {current.location}", OwnerMark.read(current.tags, "tag"), state)
+                  f"in {current.location}", OwnerMark.read(current.tags, "tag"), state, current.tags,
+                  group_writer(client, group, current.location))
 
 
 def read_account(client: Any, group: str, name: str) -> Any:
@@ -186,7 +188,7 @@ def ensure_account(az: AzureProvider, client: Any, group: str, name: str, curren
     insecure = insecure_settings(current)
     detail = f"{plain(current.kind)}, {plain(current.sku.name) if current.sku else '?'}, in {current.location}"
     keep_or_adopt(plan, Resource(kind="storage_account", name=name, created=False, parent=group), detail,
-                  OwnerMark.read(current.tags, "tag"), state)
+                  OwnerMark.read(current.tags, "tag"), state, current.tags, account_writer(client, group, name))
     if insecure and (az.options.harden or ours):
         from azure.mgmt.storage.models import StorageAccountPropertiesUpdateParameters, StorageAccountUpdateParameters
 

@@ -4,10 +4,12 @@ https://learn.microsoft.com/azure/storage/blobs/anonymous-read-access-prevent.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from provision.ledger import Plan
 from provision.models import Resource
+from provision.providers.azure import marks
 from provision.providers.azure.sdk import AccountAccess, plain
 from provision.providers.azure.steps import adopt_or_keep, create
 from provision.providers.owner_marks import OwnerMark, check_adoptable, ours
@@ -15,6 +17,8 @@ from provision.providers.owner_marks import OwnerMark, check_adoptable, ours
 PRIVATE = "private (no anonymous access)"
 PROBE_PREFIX = "provision-verify-"
 """Names of the temporary containers ``verify`` makes (never counted as someone else's)."""
+PROBE_BLOB_PREFIX = ".provision-verify/"
+"""Names of the probe blobs ``verify`` puts in the grant's containers (an interrupted verify may leave them)."""
 
 
 def read_containers_data_plane(service: Any, containers: list[str]) -> dict[str, Any]:
@@ -77,7 +81,8 @@ def ensure_containers_data_plane(service: Any, access: AccountAccess, found: dic
             continue
         keep_or_adopt(plan, Resource(kind="container", name=name, created=False, parent=access.name),
                       "private" if not props.public_access else f"public access {props.public_access}",
-                      OwnerMark.read(props.metadata, "meta"), state)
+                      OwnerMark.read(props.metadata, "meta"), state, props.metadata,
+                      marks.container_data_writer(service, name))
         if props.public_access:
             policy = client.get_container_access_policy()
             plan.update("container", name, f"public access {props.public_access} → off (private)",
@@ -86,15 +91,21 @@ def ensure_containers_data_plane(service: Any, access: AccountAccess, found: dic
                         public_access=None)
 
 
-def keep_or_adopt(plan: Plan, resource: Resource, detail: str, mark: OwnerMark | None, state: Any) -> None:
+def keep_or_adopt(plan: Plan, resource: Resource, detail: str, mark: OwnerMark | None, state: Any,
+                  found: dict[str, str] | None = None, write: Callable[[dict[str, str]], Any] | None = None) -> None:
     """`adopt_or_keep`, except that a resource carrying this state's own mark and not recorded yet is recorded
-    as created (an earlier run of this state created it and lost the answer)."""
+    as created (an earlier run of this state created it and lost the answer). An adopted resource another state
+    marked gets this grant in its share list (`marks.join`: ``found`` its tags/metadata, ``write`` replaces
+    them), so its creator's destroy hands it over."""
     if ours(mark, state) and state.find(resource.kind, resource.name) is None:
         plan.note("no change", resource.kind, resource.name, f"{detail}; created by this environment earlier "
                   "(its owner mark): tracked as created")
         plan.record(resource.model_copy(update={"created": True}))
         return
     adopt_or_keep(plan, resource, detail)
+    recorded = state.find(resource.kind, resource.name)
+    if recorded is None or not recorded.created:
+        marks.join(plan, state, resource.kind, resource.name, found, write)
 
 
 def read_containers_mgmt(client: Any, group: str, account: str, containers: list[str],
@@ -138,18 +149,21 @@ def ensure_container_mgmt(client: Any, group: str, account: str, name: str, curr
     level = str(plain(getattr(props, "public_access", None)) or "None")
     keep_or_adopt(plan, Resource(kind="container", name=name, created=False, parent=account),
                   "private" if level == "None" else f"public access {level}",
-                  OwnerMark.read(getattr(props, "metadata", None), "meta"), state)
+                  OwnerMark.read(getattr(props, "metadata", None), "meta"), state, getattr(props, "metadata", None),
+                  marks.container_mgmt_writer(client, group, account, name))
     if level != "None":
         plan.update("container", name, f"public access {level} → off (private)", client.blob_containers.update,
                     resource_group_name=group, account_name=account, container_name=name, blob_container=private)
 
 
 def has_blobs(service: Any, container: str) -> bool:
-    """True when ``container`` (through the BlobServiceClient ``service``) holds at least one blob; False when it
-    is empty or gone."""
+    """True when ``container`` (through the BlobServiceClient ``service``) holds a blob other than verify's probe
+    blobs (`PROBE_BLOB_PREFIX`, which an interrupted verify may leave); False when it is empty, holds only probe
+    blobs, or is gone. The listing stops at the first other blob."""
     from azure.core.exceptions import ResourceNotFoundError
 
     try:
-        return next(iter(service.get_container_client(container).list_blobs(results_per_page=1)), None) is not None
+        blobs = service.get_container_client(container).list_blobs(results_per_page=100)
+        return any(not b.name.startswith(PROBE_BLOB_PREFIX) for b in blobs)
     except ResourceNotFoundError:
         return False

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from provision.errors import BadInput
 from provision.ledger import Plan
 from provision.models import Access, KeyPair, Resource, SasToken
+from provision.providers.azure import marks
 from provision.providers.azure.containers import has_blobs
 from provision.providers.azure.credentials import container_scope, delete_role_assignment
 from provision.providers.azure.sas import when
@@ -29,6 +30,7 @@ class Target:
         subscription, group, storage: management mode: from the state's resource group record, and a storage
             management client; None in data-plane mode.
         exists: management mode: whether the storage account still exists.
+        marker: reads and writes owner marks and share lists (`provision.providers.azure.marks.Marker`).
     """
 
     service: Any
@@ -36,6 +38,7 @@ class Target:
     group: str | None = None
     storage: Any = None
     exists: bool = True
+    marker: Any = None
 
 
 def target(az: AzureProvider, state: Any) -> Target:
@@ -49,7 +52,8 @@ def target(az: AzureProvider, state: Any) -> Target:
         return az.destroy_target
     sdk = az.sdk
     if sdk.data_plane:
-        found = Target(service=admin_service(az, state, sdk.data_access()))
+        service = admin_service(az, state, sdk.data_access())
+        found = Target(service=service, marker=marks.data_plane_marker(service))
     else:
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -67,7 +71,8 @@ def target(az: AzureProvider, state: Any) -> Target:
             access = sdk.mgmt_access(storage, group.name, props)
             service = sdk.blob_service(access, key_credential(access))
         found = Target(service=service, subscription=group.parent, group=group.name, storage=storage,
-                       exists=props is not None)
+                       exists=props is not None, marker=marks.mgmt_marker(
+                           storage, sdk.mgmt("resource", group.parent), group.name, az.options.account or ""))
     az.destroy_target = found
     return found
 
@@ -91,7 +96,7 @@ def holds_objects(az: AzureProvider, state: Any, resource: Resource) -> bool:
     """True when the container holds a blob; for a storage account `provision` created, when any container in it
     does (deleting the account deletes them all)."""
     found = target(az, state)
-    if found.service is None:
+    if found.service is None or marks.stays(found.marker, state, resource.kind, resource.name):
         return False
     if resource.kind == "container":
         return has_blobs(found.service, resource.name)
@@ -100,10 +105,15 @@ def holds_objects(az: AzureProvider, state: Any, resource: Resource) -> bool:
 
 
 def delete_resource(az: AzureProvider, state: Any, r: Resource, plan: Plan, delete_data: bool) -> None:
-    """Delete one created resource through ``plan``; one already gone is reported as such."""
+    """Delete one created resource through ``plan``; one already gone is reported as such. A container, account
+    or group another state shares (``--adopt``) is handed over to it instead (`marks.hand_over`)."""
     from azure.core.exceptions import ResourceNotFoundError
 
     found = target(az, state)
+    if not az.sdk.data_plane and not az.sas_revoked:
+        az.sas_revoked = revoke_sas(az, state, plan)
+    if r.kind in marks.MARKED_KINDS and marks.hand_over(plan, state, found.marker, r.kind, r.name):
+        return
     if az.sdk.data_plane:
         try:
             plan.delete("container", r.name, "container and its blobs" if delete_data else "container",
@@ -153,14 +163,73 @@ def ignore_missing(op: Any, **kwargs: Any) -> None:
         pass
 
 
-def credentials_left(state: Any, account_gone: bool) -> list[str]:
-    """The credentials that stay valid after destroy while the account lives: the SAS until its expiry, key1."""
+def revocable(az: AzureProvider, state: Any) -> SasToken | None:
+    """The grant's SAS when this destroy may revoke it by regenerating key2 (which signed it): management mode,
+    the SAS is of ``--account``, the state created that account (or took it over by its owner mark), the grant is
+    no ``--shared-account`` one, and no other state shares or received the account (its SAS is signed with key2
+    too). Otherwise None."""
     auth = state.grant.auth if state.grant else None
-    if account_gone:
+    account = az.options.account or ""
+    record = state.find("storage_account", account)
+    if (az.sdk.data_plane or not isinstance(auth, SasToken) or auth.account_name != account or record is None
+            or not record.created or az.profile.shared_account):
+        return None
+    found = target(az, state)
+    if not found.exists or marks.stays(found.marker, state, "storage_account", account):
+        return None
+    return auth
+
+
+def revoke_sas(az: AzureProvider, state: Any, plan: Plan) -> bool:
+    """Before the first deletion of a destroy: regenerate key2 of an account this state owns when the grant's SAS
+    was signed with it (`revocable`), so the SAS stops working at once even if a later deletion fails. Deleting
+    the state does not invalidate a SAS; only its expiry or a new signing key does
+    (https://learn.microsoft.com/azure/storage/common/storage-sas-overview#best-practices-when-using-sas); key1,
+    the admin key, stays valid (https://learn.microsoft.com/rest/api/storagerp/storage-accounts/regenerate-key).
+
+    Returns:
+        True when it was regenerated (or would be, in a dry run); False when there is nothing to revoke here.
+    """
+    auth = revocable(az, state)
+    if auth is None:
+        return False
+    from azure.mgmt.storage.models import StorageAccountRegenerateKeyParameters
+
+    found = target(az, state)
+    plan.update("storage_account", auth.account_name, f"regenerate key2: revokes the grant's SAS (valid until "
+                f"{when(auth.expires_at)} otherwise) and any other SAS signed with key2; key1 stays",
+                found.storage.storage_accounts.regenerate_key, resource_group_name=found.group,
+                account_name=auth.account_name, regenerate_key=StorageAccountRegenerateKeyParameters(key_name="key2"))
+    return True
+
+
+def renew_command(account: str, group: str | None) -> str:
+    """The Azure CLI command that regenerates key2 (``--key secondary``) of ``account``
+    (https://learn.microsoft.com/cli/azure/storage/account/keys#az-storage-account-keys-renew)."""
+    where = f" --resource-group {group}" if group else ""
+    return f"az storage account keys renew --account-name {account}{where} --key secondary"
+
+
+def credentials_left(az: AzureProvider, state: Any, account_gone: bool) -> list[str]:
+    """The credentials that stay valid after destroy while the account lives: a SAS this destroy did not revoke
+    (`revoke_sas`) until its expiry, with the command that revokes it; key1.
+
+    Returns:
+        One line per credential (empty when the account is gone or the SAS was revoked).
+    """
+    auth = state.grant.auth if state.grant else None
+    if account_gone or az.sas_revoked:
         return []
     if isinstance(auth, SasToken):
-        return [f"sas of {auth.account_name} (valid until {when(auth.expires_at)}; revoke it by rotating the key "
-                "that signed it)"]
+        if az.sdk.data_plane and az.sdk.connection is not None:
+            how = (f"revoke it by renewing the connection string's key: {renew_command(auth.account_name, None)} "
+                   "(or --key primary if the connection string holds key1)")
+        else:
+            group = az.options.group if not az.sdk.data_plane else None
+            how = f"revoke it (and every SAS signed with key2): {renew_command(auth.account_name, group)}"
+            if az.sdk.sandbox:
+                how = "the sandbox's Azurite keys are fixed"
+        return [f"sas of {auth.account_name} stays valid until {when(auth.expires_at)} (UTC); {how}"]
     if isinstance(auth, KeyPair):
         return [f"account key key1 of {auth.access_key} (rotate it to revoke)"]
     return []

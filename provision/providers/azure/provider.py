@@ -18,11 +18,11 @@ import os
 from datetime import datetime, timezone
 from typing import Any
 
-from provision.errors import BadInput, CloudRefused, ProvisionError
+from provision.errors import BadInput, CloudRefused, PartialFailure, ProvisionError
 from provision.models import Grant, Resource
 from provision.names import check_container, resolve_buckets
 from provision.profiles import Profile
-from provision.providers.azure import account, containers, credentials, destroy, sdk, verify
+from provision.providers.azure import account, containers, credentials, destroy, marks, sdk, verify
 from provision.providers.azure.options import CONNECTION_STRING_ENV, AzureOptions, choose_connection_string, without_key
 from provision.providers.azure.sdk import AccountAccess, AzureSdk, key_credential, parse_connection_string
 from provision.providers.base import BaseProvider, Plan, VerifyRow, grant_credential
@@ -70,6 +70,7 @@ class AzureProvider(BaseProvider):
         self.sdk = AzureSdk(self.options, profile.sandbox, connection)
         self.options.check_plane(profile.sandbox, self.data_plane)
         self.destroy_target: destroy.Target | None = None
+        self.sas_revoked = False
 
     @property
     def data_plane(self) -> bool:
@@ -201,16 +202,37 @@ class AzureProvider(BaseProvider):
         destroy.delete_resource(self, state, resource, plan, delete_data)
 
     def destroy(self, state: Any, plan: Plan, delete_data: bool) -> list[str]:
-        """`BaseProvider.destroy`, then the credentials that stay valid while the account lives (a SAS until its
-        expiry, key1), appended to what is left in place.
+        """`BaseProvider.destroy` between taking over what another state handed over to this one
+        (`marks.take_over`) and leaving the share lists of what it adopted (`marks.leave`); the grant's SAS is
+        revoked before the first deletion when the account is this state's (`destroy.revoke_sas`). The
+        credentials that stay valid while the account lives (a SAS until its expiry, with the command that
+        revokes it; key1) are appended to what is left in place.
 
         Returns:
             Names of adopted resources left in place and of credentials still valid.
+
+        Raises:
+            PartialFailure: Azure refused a deletion or a mark change (state keeps what still exists); as the base.
         """
-        account_gone = not self.data_plane and any(r.created and r.kind == "storage_account"
-                                                   for r in state.resources)
+        self.sas_revoked = False
+        account = state.find("storage_account", self.options.account or "")
+        account_gone = not self.data_plane and account is not None and account.created
+        self._shares(marks.take_over, plan, state)
         kept = super().destroy(state, plan, delete_data)
-        return kept + destroy.credentials_left(state, account_gone)
+        self._shares(marks.leave, plan, state)
+        account_gone = account_gone and state.find("storage_account", account.name) is None  # not handed over
+        return kept + destroy.credentials_left(self, state, account_gone)
+
+    def _shares(self, step: Any, plan: Plan, state: Any) -> None:
+        """Run ``step(plan, state, marker)`` (`marks.take_over` / `marks.leave`) when the state adopted a marked
+        resource; Azure's refusal becomes `PartialFailure`."""
+        if not any(r.kind in marks.MARKED_KINDS and not r.created for r in state.resources):
+            return
+        try:
+            step(plan, state, destroy.target(self, state).marker)
+        except self.refused_errors() + self.unreachable_errors() as exc:
+            raise PartialFailure(f"{self.service} refused a tag or metadata change: {self.describe(exc)}",
+                                 "state keeps what still exists; fix the cause and run destroy again") from None
 
     # ---- verify and data ------------------------------------------------------------------------------------
     def verify(self, state: Any) -> list[VerifyRow]:

@@ -8,13 +8,16 @@ https://learn.microsoft.com/rest/api/storageservices/blob-service-error-codes.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from provision.errors import BadInput, CloudRefused, ProvisionError
 from provision.models import Access, KeyPair, SasToken
+from provision.providers.azure.containers import PROBE_BLOB_PREFIX
 from provision.providers.azure.credentials import user_credential
 from provision.providers.azure.sdk import AccountAccess, azure_errors, describe, error_code, key_credential, status_code
 from provision.providers.base import Probe, VerifyRow, run_concurrently, run_probes
@@ -51,7 +54,7 @@ class ProbeNames:
         """Names for ``token`` (default: 10 random hex digits)."""
         token = token or uuid.uuid4().hex[:10]
         other = f"provision-verify-{token}"
-        return cls(f".provision-verify/{token}", other, f"{other}-new", f"{other}-del")
+        return cls(f"{PROBE_BLOB_PREFIX}{token}", other, f"{other}-new", f"{other}-del")
 
     @property
     def put(self) -> tuple[str, ...]:
@@ -204,7 +207,8 @@ def verify(az: AzureProvider, state: Any) -> list[VerifyRow]:
     With the admin credential (key1 / the connection string's key) it puts the probe blobs (`ProbeNames.put`) in
     each container, makes a temporary container ``provision-verify-<hex>`` (holding the probe blob) standing for
     "another container" and one (``-del``) for the DeleteContainer probe; in the sandbox also one in the second
-    account; all at once. All are removed afterwards.
+    account; all at once. All are removed afterwards. The set-up also removes the temporary containers an
+    interrupted verify left in the account (`leftovers` older than `STALE_AFTER`).
 
     Returns:
         One row per probe, in table order (31 for two containers in the sandbox, 28 elsewhere).
@@ -238,6 +242,8 @@ def verify(az: AzureProvider, state: Any) -> list[VerifyRow]:
         setup.append(partial(_put_probe, theirs, names.other, names.blob))
         other_account = (name, sdk.blob_service(other, user_credential(grant.auth, account=name)))
     try:
+        stale = datetime.now(timezone.utc) - STALE_AFTER
+        setup += [partial(_remove_container, admin, name) for name in leftovers(admin, stale)]
         run_concurrently(setup)
         return run_probes(probe_table(grant.buckets, user, admin, names, key_mode, full, other_account), outcome)
     except azure_errors() as exc:
@@ -245,6 +251,34 @@ def verify(az: AzureProvider, state: Any) -> list[VerifyRow]:
                            "check the admin credential (key1 / the connection string)") from None
     finally:
         _clean_up(admin, made + [(admin, names.made)], grant.buckets, names)
+
+
+STALE_AFTER = timedelta(minutes=5)
+"""A temporary container made longer ago than this is a leftover of an interrupted verify (a running verify removes
+its own within seconds), removed by the next verify."""
+TEMPORARY = re.compile(r"provision-verify-[0-9a-f]{10}(-new|-del)?")
+"""Names of verify's temporary containers (`ProbeNames`)."""
+
+
+def leftovers(service: Any, before: datetime) -> list[str]:
+    """Verify's temporary containers (`TEMPORARY`) last modified before ``before`` (an aware UTC datetime), in
+    listing order: what an interrupted verify left.
+
+    Raises:
+        azure-core's error when the listing is refused.
+    """
+    return [c.name for c in service.list_containers(name_starts_with="provision-verify-")
+            if TEMPORARY.fullmatch(c.name) and c.last_modified is not None and c.last_modified < before]
+
+
+def _remove_container(service: Any, name: str) -> None:
+    """Delete a container; one already gone is fine."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        service.delete_container(name)
+    except ResourceNotFoundError:
+        pass
 
 
 def _put_probe(service: Any, container: str, blob: str, create: bool = True) -> None:
