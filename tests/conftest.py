@@ -237,13 +237,15 @@ def gcs_admin(sandbox_info: sandbox.SandboxInfo) -> GcsAdmin:
     return GcsAdmin(sandbox_info)
 
 
-@pytest.fixture(params=["s3", "azure", "gcs"])
+@pytest.fixture(params=["s3", "azure", "gcs", "s3-minio"])
 def harness(request: pytest.FixtureRequest, sandbox_info: sandbox.SandboxInfo) -> Any:
     """One provider of the contract suites at a time (tests/harnesses.py): its command and its emulator."""
     from tests import harnesses
 
     if request.param == "s3":
         return harnesses.S3(Admin(sandbox_info))
+    if request.param == "s3-minio":
+        return harnesses.S3Minio(Admin(sandbox_info))
     if request.param == "azure":
         return harnesses.Azure(request.getfixturevalue("azure_admin"))
     return harnesses.Gcs(GcsAdmin(sandbox_info))

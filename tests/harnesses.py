@@ -3,10 +3,12 @@ provider's command on the sandbox and how to look at its emulator (names, object
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 
@@ -80,6 +82,8 @@ class S3(Harness):
 
     def __init__(self, admin: Admin) -> None:
         self.admin = admin
+        self.s3 = admin.s3
+        """The admin S3 client the harness reads, writes and drops buckets with."""
 
     def args(self, prefix: str, full: bool = False, buckets: list[str] | None = None) -> list[str]:
         return ["s3", "--env", "sandbox", *(buckets or ["--prefix", prefix]), *(["--full"] if full else [])]
@@ -111,17 +115,69 @@ class S3(Harness):
         assert all(r["created"] for r in state["resources"])
 
     def make_bucket(self, name: str, key: str, data: bytes) -> None:
-        self.admin.s3.create_bucket(Bucket=name)
+        self.s3.create_bucket(Bucket=name)
         self.put(name, key, data)
 
     def read(self, bucket: str, key: str) -> bytes:
-        return self.admin.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
     def put(self, bucket: str, key: str, data: bytes) -> None:
-        self.admin.s3.put_object(Bucket=bucket, Key=key, Body=data)
+        self.s3.put_object(Bucket=bucket, Key=key, Body=data)
 
     def drop_bucket(self, name: str) -> None:
-        self.admin.s3.delete_bucket(Bucket=name)
+        self.s3.delete_bucket(Bucket=name)
+
+
+class S3Minio(S3):
+    """`provision s3 --issuer minio` on the sandbox's MinIO (`provision.sandbox_minio`): buckets through its S3 API,
+    the grant's canned policy, user, attachment and access key through its admin API. Its request log holds both,
+    each admin call that changes something (PUT/POST/DELETE ``/minio/admin/v3/...``) marked mutating like an S3
+    write, so `mutating` sees them."""
+
+    def __init__(self, admin: Admin) -> None:
+        import boto3
+        from botocore.config import Config
+        from minio import MinioAdmin
+        from minio.credentials import StaticProvider
+
+        super().__init__(admin)
+        minio = admin.info.minio
+        assert minio is not None, "the sandbox has no MinIO endpoint"
+        self.minio = minio
+        self.s3 = boto3.client("s3", endpoint_url=minio.endpoint_url, region_name=admin.info.s3.region,
+                               aws_access_key_id=minio.access_key, aws_secret_access_key=minio.secret_key,
+                               config=Config(s3={"addressing_style": "path"}))
+        self.madmin = MinioAdmin(endpoint=urlparse(minio.endpoint_url).netloc,
+                                 credentials=StaticProvider(minio.access_key, minio.secret_key), secure=False)
+
+    def args(self, prefix: str, full: bool = False, buckets: list[str] | None = None) -> list[str]:
+        return ["s3", "--env", "sandbox", "--issuer", "minio", *(buckets or ["--prefix", prefix]),
+                *(["--full"] if full else [])]
+
+    @property
+    def log_url(self) -> str:
+        return str(self.minio.endpoint_url)
+
+    def names(self, prefix: str) -> list[str]:
+        """Buckets, MinIO users and canned policies holding ``prefix``, and the access keys of those users."""
+        users = [u for u in json.loads(self.madmin.user_list()) if prefix in u]
+        keys = [a["accessKey"] for u in users
+                for a in json.loads(self.madmin.list_service_account(u)).get("accounts") or []]
+        policies = [p for p in json.loads(self.madmin.policy_list()) if prefix in p]
+        buckets = [b["Name"] for b in self.s3.list_buckets()["Buckets"] if prefix in b["Name"]]
+        return sorted(buckets + users + keys + policies)
+
+    def converged(self, prefix: str) -> None:
+        name = f"provision-sandbox-{prefix}"
+        state = read_grant()
+        policy = json.loads(self.madmin.policy_info(name))
+        assert policy == s3_policy([f"{prefix}-public", f"{prefix}-private"], Access.full)
+        assert json.loads(self.madmin.user_info(name))["policyName"] == name
+        accounts = json.loads(self.madmin.list_service_account(name))["accounts"]
+        assert [a["accessKey"] for a in accounts] == [state["grant"]["auth"]["access_key"]]
+        assert {r["kind"] for r in state["resources"]} == {"bucket", "minio_policy", "minio_user",
+                                                          "minio_policy_attachment", "minio_access_key"}
+        assert all(r["created"] for r in state["resources"])
 
 
 class Azure(Harness):
