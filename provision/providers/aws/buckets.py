@@ -68,7 +68,7 @@ def survey(s3: Any, tagger: Tags, names: list[str], region: str, state: Any, ado
 
     def look(name: str) -> dict[Any, Any]:
         try:
-            s3.head_bucket(Bucket=name)
+            head = s3.head_bucket(Bucket=name)
         except answered_errors() as exc:
             code = error_code(exc)
             if code in ("404", "NoSuchBucket", "NotFound"):
@@ -81,7 +81,10 @@ def survey(s3: Any, tagger: Tags, names: list[str], region: str, state: Any, ado
             raise
         tags = tagger.read("bucket", name)
         check_claim(state, adopt, "bucket", name, tags)
-        actual = bucket_region(s3, name)
+        # HeadBucket names the region (x-amz-bucket-region); GetBucketLocation only where a server omits it
+        # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadBucket.html#API_HeadBucket_ResponseSyntax)
+        actual = (head.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
+                  or bucket_region(s3, name))
         if actual != region:
             recorded = state.find("bucket", name)
             if recorded is not None and recorded.created:
