@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import add_link_args, link_name, modes, on_sigterm, provision_source
+from common import add_link_args, ensure_bytecode, link_name, modes, on_sigterm, provision_source
 from wan import WanProxy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -116,6 +116,7 @@ def main() -> None:
     add_link_args(parser)
     args = parser.parse_args()
     on_sigterm()
+    ensure_bytecode()
     counts = sorted({c for c in (1_000, 10_000, args.max) if c <= args.max})
     tmp = Path(tempfile.mkdtemp(prefix="provision-bench-links-"))
     print(f"{os.cpu_count()} CPUs; provision from {provision_source()}", flush=True)

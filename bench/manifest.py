@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from common import PROVISION, Site, add_link_args, link_name, modes, on_sigterm, provision_source
+from common import PROVISION, Site, add_link_args, ensure_bytecode, link_name, modes, on_sigterm, provision_source
 
 BUCKET = "bench-manifest-images"
 PARALLEL = 8  # provision manifest's default --concurrency; the other methods use as many threads
@@ -250,6 +250,7 @@ def main() -> None:
     add_link_args(parser)
     args = parser.parse_args()
     on_sigterm()
+    ensure_bytecode()
     methods = [MINE, GUIDE, FLOOR_NAME] + (["download + create.py"] if args.create_py else [])
     tmp = Path(tempfile.mkdtemp(prefix="provision-bench-manifest-"))
     summary: dict[str, Any] = {}

@@ -55,6 +55,7 @@ from common import (
     Site,
     add_link_args,
     combine,
+    ensure_bytecode,
     link_name,
     measured,
     modes,
@@ -254,6 +255,7 @@ def main() -> None:
     peers = [t for t in TOOLS[1:] if t in args.tools.split(",") or t == PEER]
     tools = [*mine, *peers]
     on_sigterm()
+    ensure_bytecode()
     if args.quick:
         args.files, args.images_mb = 1_000, 60
     tmp = Path(tempfile.mkdtemp(prefix="provision-bench-migrate-"))

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import ensure_bytecode
+
 WARMUP = 3
 TARGET_MS = 150.0
 TARGET_RATIO = 0.5
@@ -47,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20, help="measured rounds (after 3 warm-ups)")
     rounds = parser.parse_args().rounds
+    ensure_bytecode()
     for argv in COMMANDS.values():
         if not Path(argv[0]).exists():
             sys.exit(f"{argv[0]} not found")
