@@ -336,6 +336,11 @@ def status_report(result: Any, json_out: bool) -> None:
             for row in result.rows])
 
 
+CREDENTIALS_LEFT = ("sas of ", "account key ")
+"""How a provider's destroy names a credential that stays valid (`provision.providers.azure.destroy.credentials_left`),
+as opposed to an adopted resource left in place."""
+
+
 def destroy_report(result: Any, json_out: bool) -> None:
     """Print what `provision.actions.destroy` deleted, what it left in place, and which rendered files are now
     stale (or one JSON document)."""
@@ -346,8 +351,12 @@ def destroy_report(result: Any, json_out: bool) -> None:
         return
     changes_table(result.changes, "plan (dry run: nothing was deleted)" if result.dry_run
                   else f"destroy — env {result.env}")
-    if result.kept:
-        say("left in place (adopted, never deleted): " + ", ".join(result.kept))
+    credentials = [k for k in result.kept if k.startswith(CREDENTIALS_LEFT)]
+    adopted = [k for k in result.kept if not k.startswith(CREDENTIALS_LEFT)]
+    if adopted:
+        say("left in place (adopted, never deleted): " + ", ".join(adopted))
+    for line in credentials:
+        say(f"still valid: {line}")
     for path in result.rerendered:
         say(f"re-rendered {path} (without the destroyed grant)")
     if result.rendered:

@@ -248,7 +248,8 @@ def test_destroy_on_an_adopted_account_prints_how_to_revoke(cli: Cli, arm: FakeA
     assert ("az storage account keys renew --account-name sharedacct --resource-group provision-sharedacct "
             "--key secondary") in done.output
     stamp = datetime.fromisoformat(expires).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert f"stays valid until {stamp} (UTC)" in done.output, done.output
+    assert f"still valid: sas of sharedacct stays valid until {stamp} (UTC)" in done.output, done.output
+    assert "adopted, never deleted): sas" not in done.output
 
 
 def test_sandbox_destroy_says_the_sas_stays_valid(cli: Cli, azure_admin: AzureAdmin, prefix: str) -> None:
