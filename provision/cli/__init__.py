@@ -194,8 +194,8 @@ def errors(func: Callable[..., Any]) -> Callable[..., Any]:
         with output.one_json_document(json_out) as document:
             try:
                 try:
-                    _refuse_empty(kwargs)
                     _warn_secret_arguments()
+                    _refuse_empty(kwargs)
                     return func(*args, **kwargs)
                 except ImportError as exc:  # an optional SDK, imported on first use: one line, exit 2
                     raise (missing_extra(exc) or exc) from None
