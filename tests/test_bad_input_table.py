@@ -184,7 +184,8 @@ GC = ("gcs", "--env", "gcscloud", "--prefix", "acme")
 for label, bucket, needle in [
     ("goog prefix", "goog-data", "goog"), ("google inside", "my-google-data", "google"),
     ("uppercase", "Bad_Bucket", "invalid bucket name"), ("short", "ab", "3–63 characters"),
-    ("ip", "192.168.0.1", "IP address"), ("long", "g" * 64, "3–63 characters"), ("leading dash", "-gcs", "no such option"),
+    ("ip", "192.168.0.1", "IP address"), ("long", "g" * 64, "3–63 characters"),
+    ("leading dash", "-gcs", "no such option"),
 ]:
     case(f"gcs bucket {label}", needle, *GS, bucket)
 case("gcs bucket empty", "BUCKET is empty", *GS, "")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import BadInput
-from provision.yamlsafe import MAX_NODES, expanded_size, load_mapping
+from provision.yamlsafe import load_mapping
 
 _BLOCK_KEY = re.compile(r"^( *)(?:[^\s#'\"-][^#]*|'[^']*'|\"[^\"]*\"):[ \t]*(?:#.*)?$")
 _ITEM = re.compile(r"^( *)- ")
@@ -69,8 +69,9 @@ def load(path: Path, text: str) -> Any:
         A ruamel ``CommentedMap`` (or None for an empty document).
 
     Raises:
-        BadInput: invalid YAML, a duplicate key, nesting too deep, an alias bomb (more than `MAX_NODES` nodes once
-            expanded) or a recursive alias, or a top level that is not a mapping; one line naming the file.
+        BadInput: invalid YAML, a duplicate key, nesting too deep, an alias bomb (more than
+            `provision.yamlsafe.MAX_NODES` nodes once expanded) or a recursive alias, or a top level that is not a
+            mapping; one line naming the file.
     """
     return load_mapping(path, text, _yaml(guess_indent(text)), "fix or move the file")
 
