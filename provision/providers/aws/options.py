@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from provision.errors import BadInput
 from provision.models import Access
@@ -44,11 +44,10 @@ class AwsOptions(BaseModel):
 
     @field_validator("endpoint_url", "iam_endpoint_url")
     @classmethod
-    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
+    def _url(cls, value: str | None) -> str | None:
         problem = None if value is None else url_problem(value)
-        if problem:
-            flag = "--" + str(info.field_name).replace("_", "-")
-            raise BadInput(f"invalid {flag} {value!r}: it {problem}", f"pass e.g. {flag} http://minio.local:9000")
+        if problem:  # the profile (provision.profiles.Profile) refuses it first, naming the flag
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
