@@ -106,6 +106,58 @@ def check_env_name(name: str) -> str:
     return name
 
 
+_AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+_S3_COMPATIBLE_REGION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_region(region: str, aws: bool) -> str:
+    """Check an S3 ``--region`` before any call.
+
+    Rules: AWS region codes are ``<area>-<place>-<n>`` in lowercase (``us-east-1``, ``eu-central-1``,
+    ``us-gov-west-1``; https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-regions.html). An
+    S3-compatible endpoint (MinIO, Ceph RGW...) takes any region name its operator chose (MinIO's
+    ``MINIO_SITE_REGION``, Ceph's zonegroup), so there only the shape of a name is checked: 1–64 letters, digits,
+    ``_``, ``.`` or ``-``.
+
+    Args:
+        region: the region name.
+        aws: the region is AWS's own (no ``--endpoint-url``).
+
+    Returns:
+        The region, unchanged.
+
+    Raises:
+        BadInput: the name cannot be a region.
+    """
+    if aws and not _AWS_REGION.match(region):
+        raise BadInput(f"invalid --region {region!r}: AWS region codes look like us-east-1 or eu-central-1",
+                       "pass a region code (`aws ec2 describe-regions --query Regions[].RegionName`)")
+    if not _S3_COMPATIBLE_REGION.match(region):
+        raise BadInput(f"invalid --region {region!r}: a region name is 1–64 letters, digits, '_', '.' or '-'",
+                       "pass the region the endpoint is configured with, e.g. us-east-1")
+    return region
+
+
+def url_problem(value: str) -> str | None:
+    """Why ``value`` is not a usable endpoint URL, or None when it is: ``http://`` or ``https://``, a host name or
+    address with no space, and a port (when given) from 1 to 65535 (RFC 3986 syntax,
+    https://www.rfc-editor.org/rfc/rfc3986#section-3.2)."""
+    from urllib.parse import urlsplit
+
+    if not value.startswith(("http://", "https://")):
+        return "must start with http:// or https://"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return "has a port that is not a number from 1 to 65535"
+    if not parts.hostname or any(c.isspace() for c in value):
+        return "must name a host, with no space"
+    if port is not None and not 1 <= port <= 65535:
+        return "has a port that is not a number from 1 to 65535"
+    return None
+
+
 def check_prefix(prefix: str) -> str:
     """Check a ``--prefix`` (it names the Supervisely pair ``<prefix>-public`` and ``<prefix>-private``).
 

@@ -4,15 +4,15 @@ cloud call; flags given on the command line win."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from provision.errors import BadInput, a_or_an
 from provision.models import Access
-from provision.names import check_env_name
+from provision.names import check_env_name, url_problem
 from provision.resources import packaged
 
 
@@ -85,8 +85,9 @@ class Profile(BaseModel):
     @field_validator("endpoint_url", "iam_endpoint_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+        problem = None if value is None else url_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
@@ -98,6 +99,46 @@ PROVIDER_FIELDS: dict[str, set[str]] = {
 }
 """The provider-specific fields each provider accepts; the rest (provider, buckets, prefix, access, sandbox) are
 common (as is ``adopt``). A profile that sets another provider's field is refused rather than silently ignored."""
+
+
+SECRET_OPTIONS = frozenset({"connection_string"})
+"""Options whose value is a secret: never echoed in a message."""
+OPTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+"""What an option name looks like; an unknown key of another shape is not echoed (it may be a pasted secret)."""
+FLAGS = {"buckets": "BUCKET", "principal_id": "--keyless"}
+"""Profile fields whose command-line spelling is not ``--<field-with-dashes>``."""
+
+
+def flag_of(field: str) -> str:
+    """The command-line spelling of the profile field ``field``: ``--endpoint-url``, ``BUCKET``, ``--keyless``."""
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def _is_empty(value: Any) -> bool:
+    """An empty or blank string, or a list holding one."""
+    items = value if isinstance(value, list) else [value]
+    return any(isinstance(item, str) and not item.strip() for item in items)
+
+
+def read_profile(path: Path) -> dict[str, Any]:
+    """The options of the profile file ``path``: a YAML mapping, read bounded (`provision.yamlsafe`): UTF-8, no
+    duplicate key, no alias bomb.
+
+    Raises:
+        BadInput: unreadable (a directory...), not UTF-8, not YAML, a duplicate key, an alias bomb, not a mapping;
+            the message names the file and the line, never the content (a profile may hold a secret).
+    """
+    from ruamel.yaml import YAML
+
+    from provision.yamlsafe import decode, load_mapping
+
+    fix = "fix the file"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"cannot read profile {path}: {exc.strerror or type(exc).__name__}", fix) from None
+    loaded = load_mapping(path, decode(path, data, fix), YAML(typ="safe", pure=True), fix)
+    return dict(loaded or {})
 
 
 def envs_dir() -> Path:
@@ -135,22 +176,27 @@ def load_profile(env: str, overrides: dict[str, Any], provider: str) -> Profile:
     data: dict[str, Any] = {}
     path = profile_path(env)
     if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            first = str(exc).replace("\n", " ")
-            raise BadInput(f"profile {path} is not valid YAML ({first})", "fix the file") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise BadInput(f"profile {path} must be a mapping of option: value", "fix the file")
-        data.update(loaded)
-    data.update({k: v for k, v in overrides.items() if v is not None and v != [] and v != ()})
+        data.update(read_profile(path))
+    given = {k: v for k, v in overrides.items() if v is not None and v != [] and v != ()}
+    data.update(given)
     where = str(path) if path else "the command line"
+    empty = next((k for k, v in data.items() if _is_empty(v)), None)
+    if empty is not None:
+        if empty in given:
+            raise BadInput(f"{flag_of(empty)} is empty", "give it a value, or leave it out")
+        raise BadInput(f"option {empty!r} in {where} is empty", "give it a value, or remove the line")
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else ""
+        if key in given:
+            shown = "" if key in SECRET_OPTIONS else f" {given[key]!r}"
+            raise BadInput(f"invalid option {key!r} ({flag_of(key)}{shown}): {err['msg']}", "fix the value") from None
+        if err["type"] == "extra_forbidden":
+            name = repr(key) if OPTION_NAME.match(key) else "(a key that is no option name)"
+            raise BadInput(f"unknown option {name} in {where}", f"remove it; the options are: "
+                           f"{', '.join(Profile.model_fields)}") from None
         loc = ".".join(str(p) for p in err["loc"]) or "profile"
         raise BadInput(f"invalid option {loc!r} in {where}: {err['msg']}", "fix the value or remove it") from None
     if profile.provider is not None and profile.provider != provider:

@@ -322,25 +322,42 @@ class StateStore:
     def lock(self) -> Iterator[None]:
         """Hold an exclusive lock on this environment for the duration of a command.
 
-        The lock file ``<env>.json.lock`` holds the holder's pid.
+        The lock file ``<env>.json.lock`` holds the holder's pid while the lock is held and is removed on release
+        (so a run that changed nothing, a refused one included, leaves no file behind). Removing a lock file is safe
+        because a run that locked a file someone removed meanwhile (its inode is no longer the path's) starts over
+        on the new file.
 
         Raises:
             BadInput: another run holds the lock (names its pid).
         """
         private_dir(self.directory)
         lock_path = self.directory / f"{self.env}.json.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
+        while True:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
                 raise BadInput(
                     f"environment {self.env!r} is in use by another provision run (pid {holder})",
                     "wait for it to finish, then re-run",
                 ) from None
+            try:
+                current = os.stat(lock_path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                break
+            os.close(fd)  # the holder before us removed this file on release: lock the new one
+        try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             yield
         finally:
-            os.close(fd)
+            try:
+                os.unlink(lock_path)
+            except FileNotFoundError:
+                pass
+            finally:
+                os.close(fd)

@@ -100,3 +100,79 @@ def test_policy_over_iam_size_limit(cli: Cli, admin: Admin) -> None:
     assert result.exit_code == 2
     assert "over IAM's inline limit of 2048" in result.stderr
     assert admin.log() == []
+
+
+# ---- a secret given as a command-line argument -------------------------------------------------------------------
+CVAT_TOKEN = "tok-3c1f9a7e5b2d4c8a"
+
+
+@pytest.mark.parametrize("flag, var, extra", [
+    ("--token", "CVAT_ACCESS_TOKEN", ["cvat", "attach", "--env", "nosuch", "--url", "http://127.0.0.1:9"]),
+    ("--password", "CVAT_PASSWORD", ["cvat", "attach", "--env", "nosuch", "--url", "http://127.0.0.1:9",
+                                     "--username", "admin"]),
+])
+def test_secret_argument_warns_and_env_var_does_not(cli: Cli, monkeypatch: pytest.MonkeyPatch, flag: str, var: str,
+                                                    extra: list[str]) -> None:
+    monkeypatch.setattr("provision.cli.interactive", lambda: True)
+    warning = (f"warning: {flag} puts a secret in your shell history and the process list — set {var} instead")
+    given = cli(*extra, flag, CVAT_TOKEN)
+    assert given.exit_code == 2  # nothing provisioned in 'nosuch': the warning comes first all the same
+    assert given.stderr.splitlines()[0] == warning
+    assert CVAT_TOKEN not in given.output
+    monkeypatch.setenv(var, CVAT_TOKEN)
+    from_env = cli(*extra)
+    assert from_env.exit_code == 2 and "warning:" not in from_env.stderr
+    assert "nothing provisioned" in from_env.stderr and CVAT_TOKEN not in from_env.output
+
+
+def test_connection_string_argument_warns_without_echoing_it(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("provision.cli.interactive", lambda: True)
+    secret = "c2VjcmV0LWtleS1ub3QtdG8tYmUtZWNob2Vk"
+    result = cli("azure", "--env", "sandbox", "--prefix", "acme", "--connection-string",
+                 f"DefaultEndpointsProtocol=https;AccountName=svstore01;AccountKey={secret}")
+    assert result.exit_code == 2
+    warning, error = result.stderr.strip().splitlines()
+    assert warning == ("warning: --connection-string puts a secret in your shell history and the process list — "
+                       "set AZURE_STORAGE_CONNECTION_STRING instead")
+    assert error.startswith("error: --connection-string does not apply to --env sandbox")
+    assert secret not in result.output
+
+
+# ---- rotate: the report names the revoked key, not the new one ------------------------------------------------------
+def test_rotate_reports_the_old_key_as_deleted(cli: Cli, admin: Admin, prefix: str) -> None:
+    import json
+
+    from tests.conftest import read_grant
+
+    assert cli("s3", "--env", "sandbox", "--prefix", prefix, "--full").exit_code == 0
+    old = read_grant(name=prefix)["grant"]["auth"]["access_key"]
+    result = cli("s3", "--env", "sandbox", "--prefix", prefix, "--full", "--rotate", "--json")
+    assert result.exit_code == 0, result.output
+    new = read_grant(name=prefix)["grant"]["auth"]["access_key"]
+    assert new != old
+    changes = [(c["action"], c["kind"], c["name"]) for c in json.loads(result.stdout)["changes"]]
+    assert ("delete", "access_key", old) in changes
+    assert ("delete", "access_key", new) not in changes and ("issue", "access_key", new) in changes
+
+    older = new
+    table = cli("s3", "--env", "sandbox", "--prefix", prefix, "--full", "--rotate")
+    assert table.exit_code == 0, table.output
+    newest = read_grant(name=prefix)["grant"]["auth"]["access_key"]
+    deleted = [line for line in table.stderr.splitlines() if "delete" in line and "access_key" in line]
+    assert len(deleted) == 1 and older in deleted[0] and newest not in deleted[0], table.stderr
+
+
+def test_rotate_with_nothing_to_rotate_is_bad_input(cli: Cli, admin: Admin, prefix: str, workdir: Path) -> None:
+    admin.reset_log()
+    result = cli("s3", "--env", "sandbox", "--prefix", prefix, "--rotate")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"error: nothing to rotate: environment 'sandbox' holds no credential for grant "
+                                     f"{prefix!r} — drop --rotate to create it, or pass the --grant NAME of an "
+                                     "existing grant")
+    assert admin.mutating() == [] and not (workdir / ".provision").exists()
+
+
+def test_no_secret_warning_without_a_terminal(cli: Cli) -> None:
+    result = cli("cvat", "attach", "--env", "nosuch", "--url", "http://127.0.0.1:9", "--token", CVAT_TOKEN)
+    assert result.exit_code == 2 and "warning:" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and CVAT_TOKEN not in result.output

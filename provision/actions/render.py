@@ -226,9 +226,15 @@ def check_migrated(state: State, storage: GrantState, out: Path) -> None:
     env_path = out / ".env"
     values: dict[str, str | None] = {}
     if env_path.is_file():
+        import io
+
         from dotenv import dotenv_values
 
-        values = dict(dotenv_values(env_path))
+        from provision.render.formats import read_existing
+        from provision.yamlsafe import decode
+
+        text = decode(env_path, read_existing(env_path) or b"", "fix or move the file")
+        values = dict(dotenv_values(stream=io.StringIO(text)))
     if (values.get("STORAGE_PROVIDER") or "http") != "http":
         return
     data_path = Path(values.get("DATA_PATH") or "/supervisely/data")

@@ -11,18 +11,24 @@ Modules: `provision.cli.provision` (s3, azure, gcs), `provision.cli.env` (render
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import typer
+from typer import _click as click  # Typer's own copy of click (typer.Exit, typer.Abort are its classes)
 from typer.core import TyperArgument, TyperGroup
 
 
 class Group(TyperGroup):
     """A command group whose commands' arguments show their metavar in ``--help`` (``BUCKET``), not Typer's type
-    label beside it (``BUCKET <list[str]>``); options with a ``metavar`` already show only it."""
+    label beside it (``BUCKET <list[str]>``); options with a ``metavar`` already show only it.
+
+    Click's own usage errors (an unknown flag or command, a missing or out-of-range value) leave it as
+    `OneLineUsageError`: one line ``error: <problem> — <fix>`` like every other bad input, not click's usage block."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -30,6 +36,56 @@ class Group(TyperGroup):
             for param in command.params:
                 if isinstance(param, TyperArgument) and param.metavar:
                     param.display_type = lambda ctx: ""  # type: ignore[method-assign]
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _one_line_usage_errors():
+            return super().invoke(ctx)
+
+
+class OneLineUsageError(click.exceptions.UsageError):
+    """A click usage error (or a `provision.errors.BadInput` raised while parsing a value) shown as one line on
+    stderr, ``error: <problem> — <fix>``; exit 2. ``format_message`` is the problem alone (``--json`` puts it in
+    its document)."""
+
+    def __init__(self, problem: str, hint: str, ctx: Any = None) -> None:
+        super().__init__(problem, ctx)
+        self.hint = hint
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()} — {self.hint}", file=file or sys.stderr)
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    """Turn click's usage errors (not the help shown for a bare group) and a `BadInput` raised by a value parser
+    into `OneLineUsageError`."""
+    from provision.errors import BadInput
+
+    try:
+        yield
+    except (OneLineUsageError, click.exceptions.NoArgsIsHelpError):
+        raise
+    except click.exceptions.UsageError as exc:
+        message = exc.format_message()
+        problem = message[:1].lower() + message[1:] if message[1:2].islower() else message
+        raise OneLineUsageError(" ".join(problem.rstrip(".").split()), f"see `{_help_command(exc.ctx)}`",
+                                exc.ctx) from None
+    except BadInput as exc:
+        raise OneLineUsageError(exc.message, exc.hint or "see `provision --help`") from None
+
+
+def _help_command(ctx: Any) -> str:
+    """``provision <command path> --help`` for the context a usage error happened in (the program name as the user
+    typed it is not used: under a test runner it is not ``provision``)."""
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.insert(0, ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(["provision", *names, "--help"])
 
 
 GROUP_SETTINGS: dict[str, Any] = {"default_map": {"help": False}, "help_option_names": ["-h", "--help"]}
@@ -138,6 +194,8 @@ def errors(func: Callable[..., Any]) -> Callable[..., Any]:
         with output.one_json_document(json_out) as document:
             try:
                 try:
+                    _warn_secret_arguments()
+                    _refuse_empty(kwargs)
                     return func(*args, **kwargs)
                 except ImportError as exc:  # an optional SDK, imported on first use: one line, exit 2
                     raise (missing_extra(exc) or exc) from None
@@ -152,18 +210,100 @@ def errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _refuse_empty(values: dict[str, Any]) -> None:
+    """Refuse an empty or blank string given for any option or argument of the running command (``--user ''``,
+    ``--region ''``, an empty BUCKET): an empty value is never meant, and silently treating it as "not given" would
+    do something else than asked. Options whose default is ``""`` (``--prefix`` of ``links``: every key) are not
+    checked.
+
+    Raises:
+        BadInput: names the option (or the argument's metavar).
+    """
+    from typer._click.core import ParameterSource
+    from typer._click.globals import get_current_context
+
+    from provision.errors import BadInput
+
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return
+    for param in ctx.command.params:
+        value = values.get(param.name or "")
+        if param.default == "" or ctx.get_parameter_source(param.name or "") not in (
+                ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            continue  # an empty default means "all" (links --prefix): saying so explicitly is not a mistake
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(item, str) and not item.strip() for item in items):
+            raise BadInput(f"{_param_label(param)} is empty", "give it a value, or leave it out")
+
+
+SECRET_ARGUMENTS = {"--token": "CVAT_ACCESS_TOKEN", "--password": "CVAT_PASSWORD",
+                    "--connection-string": "AZURE_STORAGE_CONNECTION_STRING"}
+"""Options that carry a secret, and the environment variable each also reads (the first two through Typer's
+``envvar``, the connection string through the Azure provider). Given on the command line, a secret lands in the
+shell's history and in the process list (``ps``, ``/proc/<pid>/cmdline``) for every user of the machine."""
+
+
+def interactive() -> bool:
+    """True when a person types the commands (stdin is a terminal): what they type lands in the shell history."""
+    return sys.stdin.isatty()
+
+
+def _warn_secret_arguments() -> None:
+    """In an interactive shell (`interactive`), print one warning line on stderr for each `SECRET_ARGUMENTS` option
+    given on the command line (not from its environment variable), naming the variable to use instead; the value
+    itself is never printed. Scripts (no terminal) are not warned: they pass ``"$VARIABLE"``, and their stderr is
+    kept to the one error line."""
+    from typer._click.core import ParameterSource
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    if ctx is None or not interactive():
+        return
+    for param in ctx.command.params:
+        flag = _param_label(param)
+        if flag in SECRET_ARGUMENTS and ctx.params.get(param.name or "") \
+                and ctx.get_parameter_source(param.name or "") == ParameterSource.COMMANDLINE:
+            typer.echo(f"warning: {flag} puts a secret in your shell history and the process list — set "
+                       f"{SECRET_ARGUMENTS[flag]} instead", err=True)
+
+
+def _param_label(param: Any) -> str:
+    """An option's long flag (``--user``), or an argument's metavar (``BUCKET``)."""
+    flags = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+    if isinstance(param, TyperArgument) or not flags:
+        return str(param.metavar or param.name).upper()
+    return flags[0]
+
+
+def path_of(flag: str) -> Callable[[Any], Path]:
+    """A Typer ``parser`` for the path option ``flag``: the value as a Path, refusing an empty one (``Path("")``
+    would silently be the current directory).
+
+    Returns:
+        The parser; it raises `provision.errors.BadInput` (shown as one line, exit 2) for an empty or blank value.
+    """
+    def parse(text: Any) -> Path:
+        if isinstance(text, str) and not text.strip():
+            from provision.errors import BadInput
+
+            raise BadInput(f"{flag} is empty", "give it a path, or leave the option out")
+        return Path(text)
+
+    return parse
+
+
 def main() -> None:
     """Console-script entry point (``provision = "provision.cli:main"``). Click's own usage errors (an unknown
     flag, a missing value: exit 2) are printed as usual, or under ``--json`` as the one JSON document on stdout."""
-    from typer import _click as click  # Typer's own copy of click (typer.Exit, typer.Abort are its classes)
-
     try:
         code = app(standalone_mode=False)
     except click.exceptions.ClickException as exc:
         if "--json" in sys.argv[1:]:
             import json
 
-            sys.stdout.write(json.dumps({"error": exc.format_message(), "hint": "see `provision COMMAND --help`",
+            hint = getattr(exc, "hint", None) or "see `provision COMMAND --help`"
+            sys.stdout.write(json.dumps({"error": exc.format_message(), "hint": hint,
                                          "exit_code": exc.exit_code}, indent=2) + "\n")
         exc.show()
         sys.exit(exc.exit_code)

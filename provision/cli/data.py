@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from provision.cli import ENV, GRANT, JSON, app, errors, examples, sub_app
+from provision.cli import ENV, GRANT, JSON, app, errors, examples, path_of, sub_app
 
 
 @app.command("migrate", epilog=examples(
@@ -18,7 +18,7 @@ from provision.cli import ENV, GRANT, JSON, app, errors, examples, sub_app
     "provision migrate --data-path /opt/supervisely/data --grant sv --json"))
 @errors
 def migrate_command(
-    data_path: Path = typer.Option(..., "--data-path", metavar="DIR",
+    data_path: Path = typer.Option(..., "--data-path", metavar="DIR", parser=path_of("--data-path"),
                                    help="Supervisely's DATA_PATH: DIR/storage/<bucket>/ goes into each bucket."),
     concurrency: int = typer.Option(10, "--concurrency", min=1, max=64, metavar="N", help="Parallel requests (1-64)."),
     env: str = ENV,
@@ -55,7 +55,8 @@ def links_command(
     key_prefix: str = typer.Option("", "--prefix", metavar="KEYPREFIX", help="Only keys starting with KEYPREFIX."),
     ext: list[str] | None = typer.Option(None, "--ext", metavar=".jpg,.png,...",
                                          help="Only keys with these extensions (case-insensitive)."),
-    out: Path | None = typer.Option(None, "--out", metavar="FILE", help="Write to FILE instead of stdout."),
+    out: Path | None = typer.Option(None, "--out", metavar="FILE", parser=path_of("--out"),
+                                      help="Write to FILE instead of stdout."),
     env: str = ENV,
     grant: str | None = GRANT,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout: the counts, and the "
@@ -67,6 +68,8 @@ def links_command(
     from provision.links import parse_extensions, write_links, write_links_file
 
     extensions = parse_extensions(ext)
+    if out is not None:
+        _check_out_file(out)
     env_state = actions.load(env, need="grant")
     state = actions.data_grant(env_state, grant, "links")
     options = {"buckets": bucket, "prefix": key_prefix, "extensions": extensions}
@@ -106,7 +109,7 @@ def manifest_command(
                                 "credential unless the grant is --full)."),
     checksum: bool = typer.Option(False, "--checksum", help="Add CVAT's checksum (md5 of the decoded pixels); "
                                   "reads every image completely."),
-    out: Path = typer.Option(Path("manifest.jsonl"), "--out", metavar="FILE",
+    out: Path = typer.Option(Path("manifest.jsonl"), "--out", metavar="FILE", parser=path_of("--out"),
                              help="Where to write it (default: ./manifest.jsonl)."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, max=64, metavar="N",
                                     help="Images read in parallel (1-64)."),
@@ -118,11 +121,27 @@ def manifest_command(
     from provision import actions, output_data
     from provision.manifest import make_manifest
 
+    _check_out_file(out)
     state = actions.data_grant(actions.load(env, need="grant"), grant, "manifest")
     with output_data.ProgressBar("reading image headers") as bar:
         run = make_manifest(state, bucket, key_prefix, out, upload=upload, checksum=checksum,
                             concurrency=concurrency, on_total=bar.total, on_image=bar.advance)
     output_data.manifest_report(run, env, json_out)
+
+
+def _check_out_file(out: Path) -> None:
+    """Refuse an ``--out FILE`` that cannot be written before anything is read: a directory, or a path whose
+    directory does not exist.
+
+    Raises:
+        BadInput: names the path.
+    """
+    from provision.errors import BadInput
+
+    if out.is_dir():
+        raise BadInput(f"--out {out} is a directory", f"pass a file path, e.g. --out {out / 'out.txt'}")
+    if not out.absolute().parent.is_dir():
+        raise BadInput(f"--out {out}: directory {out.absolute().parent} does not exist", "create it first")
 
 
 cvat_app = sub_app("CVAT: attach the grant's bucket as a cloud storage (needs the cvat extra).",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from provision.cli import DRY_RUN, ENV, GRANT, JSON, SHOW, app, errors, examples
+from provision.cli import DRY_RUN, ENV, GRANT, JSON, SHOW, app, errors, examples, path_of
 
 
 @app.command("render-env", epilog=examples(
@@ -21,7 +21,7 @@ from provision.cli import DRY_RUN, ENV, GRANT, JSON, SHOW, app, errors, examples
 def render_env_command(
     target: str = typer.Option("supervisely", "--target", metavar="supervisely|cvat|onepanel",
                                help="supervisely, cvat or onepanel."),
-    out: Path = typer.Option(Path("."), "--out", metavar="DIR",
+    out: Path = typer.Option(Path("."), "--out", metavar="DIR", parser=path_of("--out"),
                              help="Directory to write into (Supervisely: `supervisely where`)."),
     grant: str | None = GRANT,
     storage: str | None = typer.Option(None, "--storage", metavar="GRANT", help="supervisely: the grant that "

@@ -17,10 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import BadInput
-
-MAX_NODES = 100_000
-"""The most YAML nodes a file may expand to through its aliases (each alias counted with the size of what it
-refers to); a legitimate Compose file has a few thousand. Above it the file is refused as an alias bomb."""
+from provision.yamlsafe import load_mapping
 
 _BLOCK_KEY = re.compile(r"^( *)(?:[^\s#'\"-][^#]*|'[^']*'|\"[^\"]*\"):[ \t]*(?:#.*)?$")
 _ITEM = re.compile(r"^( *)- ")
@@ -65,84 +62,18 @@ def _yaml(indent: tuple[int, int, int]) -> Any:
     return yaml
 
 
-def _children(node: Any) -> list[Any]:
-    """The child nodes of a composed YAML node (ruamel ``MappingNode`` values are (key, value) pairs)."""
-    value = getattr(node, "value", None)
-    if not isinstance(value, list):
-        return []
-    return [x for item in value for x in (item if isinstance(item, tuple) else (item,))]
-
-
-def expanded_size(data: Any, limit: int = MAX_NODES) -> int:
-    """How many nodes the composed YAML node graph ``data`` (``YAML.compose``) holds with every alias expanded,
-    counted without expanding (each shared node's size is computed once); stops counting above ``limit``.
-
-    Raises:
-        ValueError: a node contains itself (a recursive alias).
-    """
-    sizes: dict[int, int] = {}
-    busy: set[int] = set()
-
-    def size(node: Any) -> int:
-        key = id(node)
-        if key in sizes:
-            return sizes[key]
-        if key in busy:
-            raise ValueError("recursive alias")
-        busy.add(key)
-        total = 1
-        for child in _children(node):
-            total += size(child)
-            if total > limit:
-                break
-        busy.discard(key)
-        sizes[key] = total
-        return total
-
-    return size(data)
-
-
 def load(path: Path, text: str) -> Any:
-    """Load ``text`` (the content of ``path``) in round-trip mode.
+    """Load ``text`` (the content of ``path``) in round-trip mode, bounded (`provision.yamlsafe.load_mapping`).
 
     Returns:
         A ruamel ``CommentedMap`` (or None for an empty document).
 
     Raises:
-        BadInput: invalid YAML, a duplicate key, nesting too deep, an alias bomb (more than `MAX_NODES` nodes once
-            expanded) or a recursive alias, or a top level that is not a mapping; one line naming the file.
+        BadInput: invalid YAML, a duplicate key, nesting too deep, an alias bomb (more than
+            `provision.yamlsafe.MAX_NODES` nodes once expanded) or a recursive alias, or a top level that is not a
+            mapping; one line naming the file.
     """
-    from ruamel.yaml.constructor import DuplicateKeyError
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
-    fix = "fix or move the file"
-    yaml = _yaml(guess_indent(text))
-    try:
-        size = expanded_size(yaml.compose(text))
-    except (ValueError, RecursionError):
-        raise BadInput(f"{path} holds a recursive alias (a node that contains itself) or is nested too deeply",
-                       fix) from None
-    except YAMLError:
-        size = 0  # reported below, with the loader's message
-    if size > MAX_NODES:
-        raise BadInput(f"{path} expands to more than {MAX_NODES} YAML nodes through its aliases (an alias bomb)", fix)
-    try:
-        data = yaml.load(text)
-    except DuplicateKeyError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
-        raise BadInput(f"{path} has a duplicate key (line {line}), which YAML forbids", fix) from None
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise BadInput(f"{path} is not valid YAML ({exc.problem or exc.context}{where})", fix) from None
-    except YAMLError as exc:
-        raise BadInput(f"{path} is not valid YAML ({str(exc).splitlines()[0] if str(exc) else 'unreadable'})",
-                       fix) from None
-    except RecursionError:
-        raise BadInput(f"{path} is nested too deeply to be a configuration file", fix) from None
-    if data is not None and not isinstance(data, dict):
-        raise BadInput(f"{path} is not a YAML mapping", fix)
-    return data
+    return load_mapping(path, text, _yaml(guess_indent(text)), "fix or move the file")
 
 
 def plain(node: Any) -> Any:

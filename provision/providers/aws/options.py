@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from provision.errors import BadInput
 from provision.models import Access
-from provision.names import check_iam_name, parse_expiry
+from provision.names import check_iam_name, check_region, parse_expiry, url_problem
 
 USER_PREFIX = "provision-"
 """Default IAM user names start with this."""
@@ -45,9 +45,18 @@ class AwsOptions(BaseModel):
     @field_validator("endpoint_url", "iam_endpoint_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+        problem = None if value is None else url_problem(value)
+        if problem:  # the profile (provision.profiles.Profile) refuses it first, naming the flag
+            raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _region(self) -> AwsOptions:
+        """Refuse an impossible ``--region`` before any call (`provision.names.check_region`: AWS's own region
+        codes without ``--endpoint-url``, any region name's shape with one)."""
+        if self.region is not None:
+            check_region(self.region, aws=self.endpoint_url is None)
+        return self
 
     def identity(self, buckets: list[str], prefix: str | None, access: Access) -> tuple[Literal["role", "user"], str]:
         """The IAM identity the grant is given to.
