@@ -154,6 +154,15 @@ def read_state(env: str = "sandbox") -> dict[str, Any]:
     return json.loads((Path(os.environ["PROVISION_STATE_DIR"]) / f"{env}.json").read_text())
 
 
+def error_lines(result: Any) -> list[str]:
+    """The stderr lines of ``result`` without the warnings about a secret given as an argument
+    (`provision.cli.SECRET_ARGUMENTS`: ``warning: --token puts a secret ...``)."""
+    from provision.cli import SECRET_ARGUMENTS
+
+    lines = result.stderr.strip().splitlines()
+    return [line for line in lines if not (line.startswith("warning: ") and line.split()[1] in SECRET_ARGUMENTS)]
+
+
 def read_grant(env: str = "sandbox", name: str | None = None) -> dict[str, Any]:
     """One grant's record (``provider``, ``inputs``, ``grant``, ``resources``...) in the state file of ``env``:
     ``["grants"][name]``, or the only grant of the environment when ``name`` is None (asserting there is one)."""

@@ -33,7 +33,7 @@ from provision.providers.azure import (
 from provision.sandbox import _make_certificate
 from provision.state import StateStore
 from tests.azure_fake import IDENTITY_HEADER, SUBSCRIPTION, FakeArm
-from tests.conftest import AzureAdmin, Cli, read_grant
+from tests.conftest import AzureAdmin, Cli, error_lines, read_grant
 
 READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
@@ -89,7 +89,7 @@ def token(env: str = "sandbox") -> str:
 
 
 def one_line_error(result: Any) -> None:
-    lines = result.stderr.strip().splitlines()
+    lines = error_lines(result)
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
 
 

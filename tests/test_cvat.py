@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from provision.models import Access, Grant, KeyPair, Role
 from provision.render import render_cvat
 from provision.state import StateStore
-from tests.conftest import Admin, Cli, read_grant, single_grant_state
+from tests.conftest import Admin, Cli, error_lines, read_grant, single_grant_state
 
 TOKEN = "pat-" + uuid.uuid4().hex
 USER, PASSWORD = "alice", "correct horse battery staple"
@@ -369,7 +369,7 @@ def test_attach_refusals(cli: Cli, provisioned: dict[str, Any], cvat: FakeCvat, 
     if "wrong-token" in args:  # a bad token only shows on the first authenticated request
         message = "refused the cloud storage"
     assert result.exit_code == code, result.output
-    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert message in result.stderr and len(error_lines(result)) == 1
     assert cvat.storages == {}
     assert TOKEN not in result.stderr and PASSWORD not in result.stderr
 

@@ -244,21 +244,15 @@ SECRET_ARGUMENTS = {"--token": "CVAT_ACCESS_TOKEN", "--password": "CVAT_PASSWORD
 shell's history and in the process list (``ps``, ``/proc/<pid>/cmdline``) for every user of the machine."""
 
 
-def interactive() -> bool:
-    """True when a person types the commands (stdin is a terminal): what they type lands in the shell history."""
-    return sys.stdin.isatty()
-
-
 def _warn_secret_arguments() -> None:
-    """In an interactive shell (`interactive`), print one warning line on stderr for each `SECRET_ARGUMENTS` option
-    given on the command line (not from its environment variable), naming the variable to use instead; the value
-    itself is never printed. Scripts (no terminal) are not warned: they pass ``"$VARIABLE"``, and their stderr is
-    kept to the one error line."""
+    """Print one warning line on stderr for each `SECRET_ARGUMENTS` option given on the command line (not from its
+    environment variable), naming the variable to use instead; the value itself is never printed. Scripts are
+    warned too: ``--token "$TOKEN"`` still puts the value in the process list."""
     from typer._click.core import ParameterSource
     from typer._click.globals import get_current_context
 
     ctx = get_current_context(silent=True)
-    if ctx is None or not interactive():
+    if ctx is None:
         return
     for param in ctx.command.params:
         flag = _param_label(param)
