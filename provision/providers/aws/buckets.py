@@ -79,7 +79,7 @@ def survey(s3: Any, tagger: Tags, names: list[str], region: str, state: Any, ado
                     "choose another bucket name",
                 ) from None
             raise
-        tags = tagger.read("bucket", name)
+        tags = tagger.tags("bucket", name)
         check_claim(state, adopt, "bucket", name, tags)
         actual = bucket_region(s3, name)
         if actual != region:
