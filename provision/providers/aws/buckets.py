@@ -79,7 +79,7 @@ def survey(s3: Any, tagger: Tags, names: list[str], region: str, state: Any, ado
                     "choose another bucket name",
                 ) from None
             raise
-        tags = tagger.read("bucket", name)
+        tags = tagger.tags("bucket", name)
         check_claim(state, adopt, "bucket", name, tags)
         # HeadBucket names the region (x-amz-bucket-region); GetBucketLocation only where a server omits it
         # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadBucket.html#API_HeadBucket_ResponseSyntax)

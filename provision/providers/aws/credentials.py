@@ -59,7 +59,7 @@ def survey(aws: AwsProvider, tagger: Tags, state: Any) -> dict[Any, Any]:
     wanted = [("iam_role", aws.role), ("instance_profile", aws.role)] if aws.role else [("iam_user", aws.user)]
     found: dict[Any, Any] = {}
     for kind, name in wanted:
-        found[(kind, name)] = tags = tagger.read(kind, name)
+        found[(kind, name)] = tags = tagger.tags(kind, name)
         check_claim(state, aws.profile.adopt, kind, name, tags)
     return found
 
@@ -89,7 +89,7 @@ def ensure_identity(plan: Plan, state: Any, tagger: Tags, kind: str, name: str, 
     try:
         plan.create(resource, detail, create, answered_errors(), Tags=iam_tags(mark(state)), **kwargs)
     except answered_errors() as exc:
-        if error_code(exc) != "EntityAlreadyExists" or not is_mine(owner(tagger.read(kind, name) or {}), state):
+        if error_code(exc) != "EntityAlreadyExists" or not is_mine(owner(tagger.tags(kind, name) or {}), state):
             raise
         plan.record(resource)
         plan.note("create", kind, name, f"{detail} (the first answer was lost)")

@@ -10,18 +10,25 @@ digits, spaces and ``_ . : / = + - @``, values up to 256):
   (older versions wrote ``provision:env`` alone: such a mark names an env and no grant).
 - ``provision:shared:<state id>:<grant>`` = ``<env>``: another state adopted it with ``--adopt`` and uses it.
 
-Every reader and writer of those tags for buckets, IAM users, roles and instance profiles is here.
+Every reader and writer of those tags for buckets, IAM users, roles and instance profiles is here (`Tags`, the
+AWS `provision.providers.owner_marks.MarkStore`); the share and hand-over decisions on destroy (`stays`,
+`hand_over`, `take_over`, `leave`) are the cloud-independent ones of `provision.providers.owner_marks`. Tag rules:
+https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from provision.errors import BadInput
 from provision.ledger import Plan
 from provision.models import Resource
 from provision.providers.aws.sdk import answered_errors, error_code
+from provision.providers.owner_marks import Marks, MarkStore, OwnerMark, Texts
+from provision.providers.owner_marks import hand_over as hand_over  # the decisions, re-exported (on `Tags`)
+from provision.providers.owner_marks import leave as leave
+from provision.providers.owner_marks import stays as stays
+from provision.providers.owner_marks import take_over as take_over
 
 ENV, GRANT, STATE = "provision:env", "provision:grant", "provision:state"
 SHARED = "provision:shared:"
@@ -30,26 +37,25 @@ MARKED_KINDS = ("bucket", "iam_user", "iam_role", "instance_profile")
 _GONE = ("NoSuchEntity", "NoSuchBucket", "404")
 
 
-@dataclass(frozen=True)
-class Owner:
-    """Who a mark names. ``grant``/``state`` are empty in a mark written by an older version (env only)."""
-
-    env: str
-    grant: str = ""
-    state: str = ""
-
-    def __str__(self) -> str:
-        return f"env {self.env!r}, grant {self.grant!r}" if self.grant else f"env {self.env!r}"
+TEXTS = Texts(shared="shared with provision {who.named}", given_away="handed over to provision {who.named}",
+              handed_over="handed over to provision {who.named} (it shares it); not deleted",
+              left="no longer shared with provision {who.named}")
+"""The report lines of the share decisions on AWS."""
 
 
-def me(state: Any) -> Owner:
-    """The `Owner` a grant record (``env``, ``name``, ``state_id``) writes."""
-    return Owner(state.env, state.name, state.state_id)
+def me(state: Any) -> OwnerMark:
+    """The `OwnerMark` a grant record (``env``, ``name``, ``state_id``) writes."""
+    return OwnerMark(state.env, state.name, state.state_id)
 
 
 def mark(state: Any) -> dict[str, str]:
     """The owner-mark tags of ``state``'s grant: ``{provision:env, provision:grant, provision:state}``."""
-    return {ENV: state.env, GRANT: state.name, STATE: state.state_id}
+    return owner_tags(me(state))
+
+
+def owner_tags(who: OwnerMark) -> dict[str, str]:
+    """The owner-mark tags naming ``who``."""
+    return {ENV: who.env, GRANT: who.grant, STATE: who.state}
 
 
 def iam_tags(tags: dict[str, str]) -> list[dict[str, str]]:
@@ -57,34 +63,35 @@ def iam_tags(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 
-def owner(tags: dict[str, str]) -> Owner | None:
-    """The owner a resource's tags name, or None when it carries no mark."""
+def owner(tags: dict[str, str]) -> OwnerMark | None:
+    """The owner a resource's tags name (``grant``/``state`` empty in a mark of an older version, which wrote
+    ``provision:env`` alone), or None when it carries no mark."""
     if ENV not in tags:
         return None
-    return Owner(tags[ENV], tags.get(GRANT, ""), tags.get(STATE, ""))
+    return OwnerMark(tags[ENV], tags.get(GRANT, ""), tags.get(STATE, ""))
 
 
-def sharers(tags: dict[str, str]) -> list[Owner]:
+def sharers(tags: dict[str, str]) -> list[OwnerMark]:
     """The states that adopted the resource with ``--adopt`` and still use it, in tag order."""
     found = []
     for key, env in tags.items():
         if key.startswith(SHARED):
             state_id, _, grant = key[len(SHARED):].partition(":")
-            found.append(Owner(env, grant, state_id))
+            found.append(OwnerMark(env, grant, state_id))
     return found
 
 
-def shared_key(who: Owner) -> str:
+def shared_key(who: OwnerMark) -> str:
     """The tag key recording that ``who`` shares a resource."""
     return f"{SHARED}{who.state}:{who.grant}"
 
 
-def is_mine(who: Owner | None, state: Any) -> bool:
+def is_mine(who: OwnerMark | None, state: Any) -> bool:
     """True when the mark ``who`` names exactly this state's grant."""
-    return who is not None and who.state == state.state_id and who.grant == state.name
+    return who is not None and who.names(me(state))
 
 
-def is_other(who: Owner | None, state: Any) -> bool:
+def is_other(who: OwnerMark | None, state: Any) -> bool:
     """True when the mark ``who`` names another environment or state. Another grant of this same state (one
     install's storage and its Links connection on one bucket) is not another's: the environment's ``destroy``
     hands such a bucket over between its grants. A mark naming only this env, written by an older version, is not
@@ -94,18 +101,44 @@ def is_other(who: Owner | None, state: Any) -> bool:
     return who.env != state.env or bool(who.state and who.state != state.state_id)
 
 
-class Tags:
-    """Read and change the tags of the marked resource kinds (`MARKED_KINDS`) through one interface.
+class Tags(MarkStore):
+    """Read and change the tags of the marked resource kinds (`MARKED_KINDS`): the AWS `MarkStore`.
 
     Args:
         s3, iam: admin clients.
     """
 
+    kinds = MARKED_KINDS
+    texts = TEXTS
+
     def __init__(self, s3: Any, iam: Any) -> None:
         self.s3, self.iam = s3, iam
 
-    def read(self, kind: str, name: str) -> dict[str, str] | None:
-        """The resource's tags (``{}`` when it has none); None when it does not exist."""
+    def read(self, kind: str, name: str) -> Marks | None:
+        """The owner and share marks in the resource's tags (``raw``: the tags); None when it does not exist.
+
+        Raises:
+            botocore.exceptions.ClientError: a refusal other than "gone". ValueError: a kind with no marks.
+        """
+        tags = self.tags(kind, name)
+        return None if tags is None else Marks(owner(tags), tuple(sharers(tags)), raw=tags)
+
+    def write(self, plan: Plan, kind: str, name: str, detail: str, before: Marks, owner: OwnerMark | None = None,
+              add: OwnerMark | None = None, drop: OwnerMark | None = None) -> None:
+        """`MarkStore.write` through `change`: the owner-mark tags of ``owner`` and the share tag of ``add`` are
+        added, the share tag of ``drop`` removed (a bucket's other tags kept, from ``before.raw``)."""
+        tags = owner_tags(owner) if owner is not None else {}
+        if add is not None:
+            tags[shared_key(add)] = add.env
+        self.change(plan, kind, name, detail, tags, remove=(shared_key(drop),) if drop is not None else (),
+                    known=before.raw)
+
+    def tags(self, kind: str, name: str) -> dict[str, str] | None:
+        """The resource's tags (``{}`` when it has none); None when it does not exist.
+
+        Raises:
+            botocore.exceptions.ClientError: a refusal other than "gone". ValueError: a kind with no marks.
+        """
         try:
             if kind == "bucket":
                 try:
@@ -130,9 +163,14 @@ class Tags:
     def change(self, plan: Plan, kind: str, name: str, detail: str, add: dict[str, str],
                remove: tuple[str, ...] = (), known: dict[str, str] | None = None) -> None:
         """Add (or overwrite) ``add`` and drop ``remove`` on the resource, through ``plan.update``. S3 replaces a
-        bucket's whole tag set, so its current tags (``known``, else read) are merged first."""
+        bucket's whole tag set (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutBucketTagging.html), so its
+        current tags (``known``, else read) are merged first; IAM tags and untags keys one call each.
+
+        Raises:
+            botocore.exceptions.ClientError: AWS refused.
+        """
         if kind == "bucket":
-            current = known if known is not None else (self.read(kind, name) or {})
+            current = known if known is not None else (self.tags(kind, name) or {})
             merged = {k: v for k, v in {**current, **add}.items() if k not in remove}
             if merged:
                 plan.update(kind, name, detail, self.s3.put_bucket_tagging, Bucket=name,
@@ -171,7 +209,7 @@ def check_claim(state: Any, adopt: bool, kind: str, name: str, tags: dict[str, s
         return
     who = owner(tags)
     if is_other(who, state):
-        raise BadInput(f"{kind} {name!r} belongs to provision {who} (its owner mark says so)",
+        raise BadInput(f"{kind} {name!r} belongs to provision {who.named} (its owner mark says so)",
                        "pass --adopt to share it knowingly (this env's destroy never deletes it), or choose "
                        "other names (--prefix, --user)")
 
@@ -213,74 +251,12 @@ def settle(plan: Plan, state: Any, tagger: Tags, resource: Resource, tags: dict[
         return True
     mine = shared_key(me(state))
     if is_other(who, state):
-        if plan.adopt(resource.model_copy(update={"created": False}), f"owned by provision {who}; {adopted}; "
-                      "shared (--adopt)") or mine not in tags:
-            tagger.change(plan, kind, name, f"shared with provision {me(state)}", {mine: state.env}, known=tags)
+        if plan.adopt(resource.model_copy(update={"created": False}),
+                      f"owned by provision {who.named}; {adopted}; shared (--adopt)") or mine not in tags:
+            tagger.change(plan, kind, name, TEXTS.shared.format(who=me(state)), {mine: state.env}, known=tags)
         elif kept:
             plan.note("no change", kind, name, kept)
         return False
     if not plan.adopt(resource.model_copy(update={"created": False}), f"exists; {adopted}") and kept:
         plan.note("no change", kind, name, kept)
     return False
-
-
-def _given_away(tags: dict[str, str], state: Any) -> bool:
-    """Its mark already names another state (an earlier, interrupted destroy handed it over)."""
-    who = owner(tags)
-    return who is not None and bool(who.state) and is_other(who, state)
-
-
-def _heirs(tags: dict[str, str], state: Any) -> list[Owner]:
-    return [h for h in sharers(tags) if h.state != state.state_id or h.grant != state.name]
-
-
-def stays(tagger: Tags, state: Any, kind: str, name: str) -> bool:
-    """True when this state's destroy must leave the resource to another state (it shares it, or it was already
-    handed over); read-only."""
-    tags = tagger.read(kind, name)
-    return tags is not None and (_given_away(tags, state) or bool(_heirs(tags, state)))
-
-
-def hand_over(plan: Plan, state: Any, tagger: Tags, kind: str, name: str) -> bool:
-    """Before deleting a resource this state created: when another state shares it (``--adopt``), hand it over
-    (the first sharer's mark replaces this one, its share tag goes) instead of deleting it; when its mark already
-    names another state (handed over by an earlier, interrupted destroy), leave it.
-
-    Returns:
-        True when the resource must not be deleted by this state.
-    """
-    tags = tagger.read(kind, name)
-    if tags is None:
-        return False
-    if _given_away(tags, state):
-        plan.note("no change", kind, name, f"handed over to provision {owner(tags)}")
-        return True
-    heirs = _heirs(tags, state)
-    if not heirs:
-        return False
-    heir = heirs[0]
-    tagger.change(plan, kind, name, f"handed over to provision {heir} (it shares it); not deleted",
-                  {ENV: heir.env, GRANT: heir.grant, STATE: heir.state}, remove=(shared_key(heir),), known=tags)
-    return True
-
-
-def take_over(plan: Plan, state: Any, tagger: Tags) -> None:
-    """Before a destroy: a resource this state adopted whose mark now names it (handed over by its creator's
-    destroy) becomes this state's (recorded as created), so this destroy deletes it."""
-    for r in list(state.resources):
-        if r.kind in MARKED_KINDS and not r.created:
-            tags = tagger.read(r.kind, r.name)
-            if tags is not None and is_mine(owner(tags), state):
-                plan.record(r.model_copy(update={"created": True}))
-                plan.note("no change", r.kind, r.name, "handed over to this grant by its creator")
-
-
-def leave(plan: Plan, state: Any, tagger: Tags) -> None:
-    """After a destroy: drop this state's share tag from the resources it adopted (it no longer uses them)."""
-    key = shared_key(me(state))
-    for r in list(state.resources):
-        if r.kind in MARKED_KINDS and not r.created:
-            tags = tagger.read(r.kind, r.name)
-            if tags is not None and key in tags:
-                tagger.change(plan, r.kind, r.name, f"no longer shared with provision {me(state)}", {},
-                              remove=(key,))

@@ -30,7 +30,7 @@ class Target:
         subscription, group, storage: management mode: from the state's resource group record, and a storage
             management client; None in data-plane mode.
         exists: management mode: whether the storage account still exists.
-        marker: reads and writes owner marks and share lists (`provision.providers.azure.marks.Marker`).
+        marker: reads and writes owner marks and share lists (`provision.providers.azure.marks.AzureMarks`).
     """
 
     service: Any

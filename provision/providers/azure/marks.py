@@ -15,7 +15,11 @@ https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-cont
 
 Azure Blob's Set Container Metadata replaces the whole set
 (https://learn.microsoft.com/rest/api/storageservices/set-container-metadata), so every write merges first.
-(A generic share list next to `OwnerMark` in ``owner_marks.py`` could serve GCS labels too.)
+Metadata names and values: https://learn.microsoft.com/en-us/rest/api/storageservices/setting-and-retrieving-properties-and-metadata-for-blob-resources.
+
+The decisions are the cloud-independent ones of `provision.providers.owner_marks` (`stays`, `hand_over`,
+`take_over`, `leave`, and `join` here on its `share`); `AzureMarks` is the Azure
+`provision.providers.owner_marks.MarkStore`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from provision.ledger import Plan
-from provision.providers.owner_marks import OwnerMark, Style
+from provision.providers.owner_marks import Marks, MarkStore, OwnerMark, Style, share
+from provision.providers.owner_marks import hand_over as hand_over  # the decisions, re-exported (on `AzureMarks`)
+from provision.providers.owner_marks import leave as leave
+from provision.providers.owner_marks import stays as stays
+from provision.providers.owner_marks import take_over as take_over
 
 SHARED = {"tag": "provision:shared", "meta": "provisionshared"}
 """The key of the share list, per style."""
@@ -33,18 +41,9 @@ MARKED_KINDS = ("container", "storage_account", "resource_group")
 STYLE: dict[str, Style] = {"container": "meta", "storage_account": "tag", "resource_group": "tag"}
 
 
-def me(state: Any) -> OwnerMark:
-    """This grant's mark (env, grant name, state id)."""
-    return OwnerMark.of(state)
-
-
-def _low(found: dict[str, str] | None) -> dict[str, str]:
-    return {str(k).lower(): str(v) for k, v in (found or {}).items()}
-
-
 def sharers(found: dict[str, str] | None, style: Style) -> list[OwnerMark]:
     """The states listed as sharing the resource (``found``: its tags or metadata), in list order."""
-    items = _low(found).get(SHARED[style].lower(), "").split()
+    items = {str(k).lower(): str(v) for k, v in (found or {}).items()}.get(SHARED[style].lower(), "").split()
     marks = []
     for item in items:
         state, _, rest = item.partition(":")
@@ -54,8 +53,9 @@ def sharers(found: dict[str, str] | None, style: Style) -> list[OwnerMark]:
     return marks
 
 
-def _same(a: OwnerMark, b: OwnerMark) -> bool:
-    return a.state == b.state and a.grant == b.grant
+def parse(found: dict[str, str] | None, style: Style) -> Marks:
+    """The `Marks` in a resource's tags or metadata ``found`` (``raw``: ``found``)."""
+    return Marks(OwnerMark.read(found, style), tuple(sharers(found, style)), raw=found)
 
 
 def _with(found: dict[str, str] | None, style: Style, listed: list[OwnerMark],
@@ -72,8 +72,8 @@ def _with(found: dict[str, str] | None, style: Style, listed: list[OwnerMark],
 
 
 @dataclass
-class Marker:
-    """Reads and writes the tags / metadata of the marked kinds (`MARKED_KINDS`) through one interface.
+class AzureMarks(MarkStore):
+    """Reads and writes the tags / metadata of the marked kinds (`MARKED_KINDS`): the Azure `MarkStore`.
 
     Args:
         read_values: ``(kind, name) -> dict or None`` (None: the resource does not exist).
@@ -82,108 +82,41 @@ class Marker:
 
     read_values: Callable[[str, str], dict[str, str] | None]
     write_values: Callable[[str, str], Callable[[dict[str, str]], Any]]
+    kinds = MARKED_KINDS
 
-    def read(self, kind: str, name: str) -> dict[str, str] | None:
-        """The resource's tags or metadata (``{}`` when none); None when it does not exist."""
-        return self.read_values(kind, name)
+    def read(self, kind: str, name: str) -> Marks | None:
+        """The marks in the resource's tags or metadata; None when it does not exist.
 
-    def write(self, plan: Plan, kind: str, name: str, detail: str, values: dict[str, str]) -> None:
-        """Replace its tags or metadata with ``values``, through ``plan.update``."""
-        plan.update(kind, name, detail, self.write_values(kind, name), values=values)
+        Raises:
+            azure.core.exceptions.HttpResponseError: a refusal other than "not found".
+        """
+        found = self.read_values(kind, name)
+        return None if found is None else parse(found, STYLE[kind])
+
+    def write(self, plan: Plan, kind: str, name: str, detail: str, before: Marks, owner: OwnerMark | None = None,
+              add: OwnerMark | None = None, drop: OwnerMark | None = None) -> None:
+        """`MarkStore.write`: the whole set of tags or metadata replaced (``before.raw`` merged), through
+        ``plan.update``.
+
+        Raises:
+            azure.core.exceptions.HttpResponseError: Azure refused.
+        """
+        listed = [m for m in before.sharers if drop is None or not m.names(drop)] + ([add] if add else [])
+        plan.update(kind, name, detail, self.write_values(kind, name),
+                    values=_with(before.raw, STYLE[kind], listed, mark=owner))
 
 
 def join(plan: Plan, state: Any, kind: str, name: str, found: dict[str, str] | None,
          write: Callable[[dict[str, str]], Any] | None) -> None:
     """After adopting a resource another state marked (``--adopt``): add this grant to its share list (once), so
-    that its creator's destroy hands it over instead of deleting it. Nothing for an unmarked resource or one of
-    this state's own.
+    that its creator's destroy hands it over instead of deleting it (`provision.providers.owner_marks.share`).
+    Nothing for an unmarked resource or one of this state's own.
 
     Args:
         found: its current tags or metadata. write: replaces them (``write(values)``); None: not recorded.
     """
-    style = STYLE[kind]
-    mark = OwnerMark.read(found, style)
-    mine = me(state)
-    if write is None or mark is None or mark.state == mine.state or not mine.state:
-        return
-    listed = sharers(found, style)
-    if any(_same(m, mine) for m in listed):
-        return
-    plan.update(kind, name, f"shared with provision env {mine.env!r} (grant {mine.grant!r}): its creator's destroy "
-                "hands it over", write, values=_with(found, style, listed + [mine]))
-
-
-def _given_away(found: dict[str, str], style: Style, state: Any) -> OwnerMark | None:
-    mark = OwnerMark.read(found, style)
-    return mark if mark is not None and mark.state != me(state).state else None
-
-
-def _heirs(found: dict[str, str], style: Style, state: Any) -> list[OwnerMark]:
-    return [m for m in sharers(found, style) if not _same(m, me(state))]
-
-
-def stays(marker: Marker, state: Any, kind: str, name: str) -> bool:
-    """True when this state's destroy must leave the resource to another state (it shares it, or it was already
-    handed over); read-only."""
-    if kind not in MARKED_KINDS:
-        return False
-    found = marker.read(kind, name)
-    style = STYLE[kind]
-    return found is not None and (_given_away(found, style, state) is not None or bool(_heirs(found, style, state)))
-
-
-def hand_over(plan: Plan, state: Any, marker: Marker, kind: str, name: str) -> bool:
-    """Before deleting a resource this state created: when another state shares it, hand it over (the first
-    sharer's mark replaces this one and its share entry goes) instead of deleting it; when its mark already names
-    another state (an earlier, interrupted destroy handed it over), leave it.
-
-    Returns:
-        True when this state must not delete it.
-    """
-    if kind not in MARKED_KINDS:
-        return False
-    found = marker.read(kind, name)
-    if found is None:
-        return False
-    style = STYLE[kind]
-    owner = _given_away(found, style, state)
-    if owner is not None:
-        plan.note("no change", kind, name, f"handed over to provision env {owner.env!r} (grant {owner.grant!r})")
-        return True
-    heirs = _heirs(found, style, state)
-    if not heirs:
-        return False
-    heir = heirs[0]
-    rest = [m for m in sharers(found, style) if not _same(m, heir) and not _same(m, me(state))]
-    marker.write(plan, kind, name, f"handed over to provision env {heir.env!r} (grant {heir.grant!r}, it shares "
-                 "it); not deleted", _with(found, style, rest, mark=heir))
-    return True
-
-
-def take_over(plan: Plan, state: Any, marker: Marker) -> None:
-    """Before a destroy: a resource this state adopted whose mark now names this grant (its creator's destroy
-    handed it over) is recorded as created, so this destroy deletes it."""
-    for r in list(state.resources):
-        if r.kind in MARKED_KINDS and not r.created:
-            found = marker.read(r.kind, r.name)
-            mark = OwnerMark.read(found, STYLE[r.kind])
-            if found is not None and mark is not None and _same(mark, me(state)):
-                plan.record(r.model_copy(update={"created": True}))
-                plan.note("no change", r.kind, r.name, "handed over to this grant by its creator")
-
-
-def leave(plan: Plan, state: Any, marker: Marker) -> None:
-    """After a destroy: drop this grant's entry from the share list of what it adopted (it no longer uses it)."""
-    for r in list(state.resources):
-        if r.kind in MARKED_KINDS and not r.created:
-            found = marker.read(r.kind, r.name)
-            if found is None:
-                continue
-            style = STYLE[r.kind]
-            listed = sharers(found, style)
-            if any(_same(m, me(state)) for m in listed):
-                marker.write(plan, r.kind, r.name, f"no longer shared with provision env {me(state).env!r}",
-                             _with(found, style, [m for m in listed if not _same(m, me(state))]))
+    if write is not None:
+        share(plan, state, AzureMarks(lambda *_: found, lambda *_: write), kind, name, parse(found, STYLE[kind]))
 
 
 # ---- writers and readers per kind (admin clients) ---------------------------------------------------------------
@@ -220,8 +153,8 @@ def group_writer(resource: Any, group: str, location: str) -> Callable[[dict[str
     return write
 
 
-def data_plane_marker(service: Any) -> Marker:
-    """The `Marker` of containers through the data plane (``service``: a BlobServiceClient with the key)."""
+def data_plane_marker(service: Any) -> AzureMarks:
+    """The `AzureMarks` of containers through the data plane (``service``: a BlobServiceClient with the key)."""
     def read(kind: str, name: str) -> dict[str, str] | None:
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -231,11 +164,11 @@ def data_plane_marker(service: Any) -> Marker:
             return dict(service.get_container_client(name).get_container_properties().metadata or {})
         except ResourceNotFoundError:
             return None
-    return Marker(read, lambda kind, name: container_data_writer(service, name))
+    return AzureMarks(read, lambda kind, name: container_data_writer(service, name))
 
 
-def mgmt_marker(storage: Any, resource: Any, group: str, account: str) -> Marker:
-    """The `Marker` of containers, the account and the resource group through Resource Manager."""
+def mgmt_marker(storage: Any, resource: Any, group: str, account: str) -> AzureMarks:
+    """The `AzureMarks` of containers, the account and the resource group through Resource Manager."""
     def read(kind: str, name: str) -> dict[str, str] | None:
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -255,4 +188,4 @@ def mgmt_marker(storage: Any, resource: Any, group: str, account: str) -> Marker
         if kind == "storage_account":
             return account_writer(storage, group, name)
         return group_writer(resource, name, resource.resource_groups.get(name).location)
-    return Marker(read, writer)
+    return AzureMarks(read, writer)

@@ -11,7 +11,7 @@ from typing import Any
 from provision.errors import CloudRefused, counted
 from provision.ledger import Plan
 from provision.models import Resource
-from provision.providers.gcp.marks import BucketMarks, label_marks, live_labels, share
+from provision.providers.gcp.marks import GcsMarks, label_marks, live_labels, share
 from provision.providers.gcp.sdk import TIMEOUT, storage_retry
 from provision.providers.owner_marks import OwnerMark, check_adoptable, ours
 
@@ -116,7 +116,7 @@ def ensure_bucket(storage: Any, name: str, project: str, location: str, harden_a
         plan.adopt(Resource(kind="bucket", name=name, created=False),
                    f"exists{where}; adopted (destroy never deletes it)")
         if record is None or not record.created:  # another state's bucket, adopted with --adopt
-            share(plan, state, BucketMarks(storage), name, found)
+            share(plan, state, GcsMarks(storage), "bucket", name, found)
     missing = insecure(bucket)
     if not missing:
         plan.note("no change", "bucket", name, SECURE)

@@ -18,7 +18,7 @@ from provision.files import atomic_write
 from provision.ledger import Plan
 from provision.models import Grant, KeyFile, KeyPair, Resource
 from provision.providers.gcp.intents import live_keys, record_intent, settle
-from provision.providers.gcp.marks import AccountMarks, share, text_marks
+from provision.providers.gcp.marks import GcsMarks, share, text_marks
 from provision.providers.gcp.sdk import IAM_TIMEOUT, TIMEOUT, GcsClients, iam_retry, storage_retry
 from provision.providers.owner_marks import OwnerMark, check_adoptable, ours
 from provision.state import state_dir
@@ -83,7 +83,7 @@ def ensure_service_account(clients: GcsClients, email: str, account_id: str, by_
         if not plan.adopt(Resource(kind="service_account", name=email, created=False)):
             plan.note("no change", "service_account", email, "service account")
         if recorded is None or not recorded.created:  # another state's account, adopted with --adopt
-            share(plan, state, AccountMarks(clients, by_email), email, marks)
+            share(plan, state, GcsMarks(clients=clients, by_email=by_email), "service_account", email, marks)
         return False
     if by_email:
         raise CloudRefused(f"service account {email} does not exist",

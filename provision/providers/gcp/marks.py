@@ -16,6 +16,10 @@ Where the marks live:
   `` shared=<state id>/<env>/<grant>`` per sharer, then ``: <what it is for>``. Changed with PatchServiceAccount
   (update mask ``description``).
 
+The share and hand-over decisions are the cloud-independent ones of `provision.providers.owner_marks`; here only
+`GcsMarks`, the Cloud Storage `provision.providers.owner_marks.MarkStore` (a share mark names a whole state:
+``per_grant`` False), and `take_over`, which also takes over the bindings of a service account taken over.
+
 A binding of a service account on a bucket has no mark of its own: it follows its service account (it stays while
 the account stays, and is taken over with it).
 """
@@ -23,12 +27,16 @@ the account stays, and is taken over with it).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from provision.ledger import Plan
 from provision.providers.gcp.sdk import IAM_TIMEOUT, TIMEOUT, GcsClients, storage_retry
-from provision.providers.owner_marks import OwnerMark, label_value, ours
+from provision.providers.owner_marks import Marks, MarkStore, OwnerMark, Texts, label_value
+from provision.providers.owner_marks import hand_over as hand_over  # the decisions, re-exported (on `GcsMarks`)
+from provision.providers.owner_marks import leave as leave
+from provision.providers.owner_marks import share as share
+from provision.providers.owner_marks import stays as stays
+from provision.providers.owner_marks import take_over as take_over_marked
 
 SHARED_LABEL = "provision_shared_"
 """Key prefix of a bucket's share labels."""
@@ -36,31 +44,10 @@ _SHARE_TEXT = re.compile(r" shared=([0-9A-Za-z_-]+)/([A-Za-z0-9_.-]+)/([a-z0-9_-
 _DESCRIPTION = re.compile(r"^(provision env=\S+ grant=\S+ state=[0-9A-Za-z_-]+)((?: shared=[^\s:]+)*)(.*)$", re.S)
 MARKED_KINDS = ("bucket", "service_account")
 """Resource kinds that carry an owner mark."""
-
-
-@dataclass(frozen=True)
-class Marks:
-    """The marks on one resource: its owner (None: unmarked) and the states sharing it, in order."""
-
-    owner: OwnerMark | None
-    sharers: tuple[OwnerMark, ...] = field(default=())
-
-    def heirs(self, state: Any) -> list[OwnerMark]:
-        """The sharers other than ``state``."""
-        return [s for s in self.sharers if s.state != getattr(state, "state_id", "")]
-
-    def given_away(self, state: Any) -> bool:
-        """Its owner mark names another state (an earlier, possibly interrupted, destroy handed it over)."""
-        return self.owner is not None and not ours(self.owner, state)
-
-    def shared_by(self, state: Any) -> bool:
-        """``state`` has its share mark on it."""
-        return any(s.state == getattr(state, "state_id", "") for s in self.sharers)
-
-
-def me(state: Any) -> OwnerMark:
-    """The mark of a grant record (`OwnerMark.of`)."""
-    return OwnerMark.of(state)
+TEXTS = Texts(shared="shared with provision env {who.env!r} (--adopt); its creator's destroy hands it over",
+              given_away="handed over to provision env {who.env!r}",
+              taken_over="handed over to this environment by its creator")
+"""The report lines of the share decisions on Google Cloud."""
 
 
 def live_labels(bucket: Any) -> dict[str, str]:
@@ -91,27 +78,54 @@ def text_marks(description: str | None) -> Marks:
                  tuple(OwnerMark(env, grant, state) for state, env, grant in _SHARE_TEXT.findall(found.group(2))))
 
 
-class BucketMarks:
-    """The marks of buckets, read and changed with the admin's google-cloud-storage client."""
+class GcsMarks(MarkStore):
+    """The marks of buckets (labels, through the admin's google-cloud-storage client) and of service accounts
+    (their description, through the IAM admin API): the Google Cloud `MarkStore`.
 
-    kind = "bucket"
+    Args:
+        storage: the admin's storage client (None: buckets are not marked here).
+        clients: the SDK seam for service accounts (None: no service accounts, e.g. an IAM-less emulator).
+        by_email: the service account was given by email.
+    """
 
-    def __init__(self, storage: Any) -> None:
-        self.storage = storage
+    per_grant = False
+    texts = TEXTS
 
-    def read(self, name: str) -> Marks | None:
-        """The bucket's marks; None when it does not exist."""
-        bucket = self.storage.lookup_bucket(name, retry=storage_retry(), timeout=TIMEOUT)
-        return None if bucket is None else label_marks(live_labels(bucket))
+    def __init__(self, storage: Any = None, clients: GcsClients | None = None, by_email: bool = False) -> None:
+        self.storage, self.clients, self.by_email = storage, clients, by_email
+        self.kinds = tuple(k for k, on in zip(MARKED_KINDS, (storage, clients), strict=True) if on is not None)
 
-    def change(self, plan: Plan, name: str, detail: str, owner: OwnerMark | None = None,
-               add: OwnerMark | None = None, drop: OwnerMark | None = None) -> None:
-        """Set the owner mark to ``owner`` (None: keep it), add ``add``'s share mark, drop ``drop``'s, through
-        ``plan.update`` (one PATCH guarded by the metageneration read; nothing when the bucket is gone).
+    def read(self, kind: str, name: str) -> Marks | None:
+        """The bucket's or account's marks; None when it does not exist.
+
+        Raises:
+            The SDK's errors other than "not found".
+        """
+        if kind == "bucket":
+            bucket = self.storage.lookup_bucket(name, retry=storage_retry(), timeout=TIMEOUT)
+            return None if bucket is None else label_marks(live_labels(bucket))
+        from provision.providers.gcp.credentials import read_service_account
+
+        account = read_service_account(self.clients, name, self.by_email)
+        return None if account is None else text_marks(account.description)
+
+    def write(self, plan: Plan, kind: str, name: str, detail: str, before: Marks, owner: OwnerMark | None = None,
+              add: OwnerMark | None = None, drop: OwnerMark | None = None) -> None:
+        """`MarkStore.write`, on what the resource holds now (re-read: ``before`` is not used; nothing when it is
+        gone): a bucket's labels in one PATCH guarded by the metageneration read (a removed label sent as
+        ``null``); an account's description with PatchServiceAccount (update mask ``description``; nothing when
+        it carries no owner mark).
 
         Raises:
             The SDK's errors (a 412 when the bucket changed since it was read).
         """
+        if kind == "bucket":
+            self._write_labels(plan, name, detail, owner, add, drop)
+        else:
+            self._write_description(plan, name, detail, owner, add, drop)
+
+    def _write_labels(self, plan: Plan, name: str, detail: str, owner: OwnerMark | None, add: OwnerMark | None,
+                      drop: OwnerMark | None) -> None:
         bucket = self.storage.lookup_bucket(name, retry=storage_retry(), timeout=TIMEOUT)
         if bucket is None:
             return
@@ -127,28 +141,10 @@ class BucketMarks:
             bucket.labels = labels
             bucket.patch(if_metageneration_match=bucket.metageneration, retry=storage_retry(), timeout=TIMEOUT)
 
-        plan.update(self.kind, name, detail, patch)
+        plan.update("bucket", name, detail, patch)
 
-
-class AccountMarks:
-    """The marks of service accounts (in their description), read and changed through the IAM admin API."""
-
-    kind = "service_account"
-
-    def __init__(self, clients: GcsClients, by_email: bool) -> None:
-        self.clients, self.by_email = clients, by_email
-
-    def read(self, name: str) -> Marks | None:
-        """The account's marks; None when it does not exist."""
-        from provision.providers.gcp.credentials import read_service_account
-
-        account = read_service_account(self.clients, name, self.by_email)
-        return None if account is None else text_marks(account.description)
-
-    def change(self, plan: Plan, name: str, detail: str, owner: OwnerMark | None = None,
-               add: OwnerMark | None = None, drop: OwnerMark | None = None) -> None:
-        """As `BucketMarks.change`, on the description (PatchServiceAccount; nothing when the account is gone or
-        carries no owner mark)."""
+    def _write_description(self, plan: Plan, name: str, detail: str, owner: OwnerMark | None,
+                           add: OwnerMark | None, drop: OwnerMark | None) -> None:
         from provision.providers.gcp.credentials import read_service_account, sa_path
 
         account = read_service_account(self.clients, name, self.by_email)
@@ -163,80 +159,19 @@ class AccountMarks:
         shares = "".join(f" shared={s.state}/{s.env}/{s.grant}" for s in sharers)
         description = f"{text}{shares}{found.group(3)}"[:256]
         path = sa_path(self.clients.project, name, self.by_email)
-        plan.update(self.kind, name, detail, self.clients.iam().patch_service_account,
+        plan.update("service_account", name, detail, self.clients.iam().patch_service_account,
                     request={"service_account": {"name": path, "description": description},
                              "update_mask": {"paths": ["description"]}}, timeout=IAM_TIMEOUT)
 
 
-def share(plan: Plan, state: Any, marker: Any, name: str, marks: Marks) -> None:
-    """After adopting (``--adopt``) a resource another state marked as its own: add this state's share mark when
-    missing, so that its creator's destroy hands it over instead of deleting it. Unmarked resources get none."""
-    if marks.owner is None or ours(marks.owner, state) or marks.shared_by(state):
-        return
-    marker.change(plan, name, f"shared with provision env {state.env!r} (--adopt); its creator's destroy hands it "
-                  "over", add=me(state))
+def take_over(plan: Plan, state: Any, store: GcsMarks) -> None:
+    """Before a destroy: `provision.providers.owner_marks.take_over` (a bucket or service account handed over to
+    this state becomes its own), and the bindings of a service account taken over with it.
 
-
-def stays(marker: Any, state: Any, name: str) -> bool:
-    """True when this state's destroy must leave the resource to another state (another state shares it, or it
-    was handed over already); read-only."""
-    marks = marker.read(name)
-    return marks is not None and (marks.given_away(state) or bool(marks.heirs(state)))
-
-
-def hand_over(plan: Plan, state: Any, marker: Any, name: str) -> bool:
-    """Before deleting a resource this state created: when another state shares it, hand it over (the first
-    sharer's owner mark replaces this one and its share mark goes) instead; when its owner mark already names
-    another state, leave it.
-
-    Returns:
-        True when the resource must not be deleted by this state.
+    Raises:
+        The SDK's errors.
     """
-    marks = marker.read(name)
-    if marks is None:
-        return False
-    if marks.given_away(state):
-        plan.note("no change", marker.kind, name, f"handed over to provision env {marks.owner.env!r}")
-        return True
-    heirs = marks.heirs(state)
-    if not heirs:
-        return False
-    heir = heirs[0]
-    marker.change(plan, name, f"handed over to provision env {heir.env!r} (grant {heir.grant!r}, it shares it); "
-                  "not deleted", owner=heir, drop=heir)
-    return True
-
-
-def take_over(plan: Plan, state: Any, markers: dict[str, Any]) -> None:
-    """Before a destroy: a bucket or service account this state adopted whose owner mark now names it (handed over
-    by its creator's destroy) becomes this state's (recorded as created), so this destroy deletes it; so do the
-    bindings of a service account taken over.
-
-    Args:
-        markers: resource kind -> `BucketMarks` / `AccountMarks` (a kind missing is skipped).
-    """
-    taken: set[str] = set()
-    for r in list(state.resources):
-        marker = markers.get(r.kind)
-        if marker is None or r.created:
-            continue
-        marks = marker.read(r.name)
-        if marks is not None and ours(marks.owner, state):
-            plan.record(r.model_copy(update={"created": True}))
-            plan.note("no change", r.kind, r.name, "handed over to this environment by its creator")
-            if r.kind == "service_account":
-                taken.add(f"serviceAccount:{r.name}")
+    taken = {f"serviceAccount:{r.name}" for r in take_over_marked(plan, state, store) if r.kind == "service_account"}
     for r in list(state.resources):
         if r.kind == "bucket_binding" and not r.created and r.parent in taken:
             plan.record(r.model_copy(update={"created": True}))
-
-
-def leave(plan: Plan, state: Any, markers: dict[str, Any]) -> None:
-    """After a destroy: drop this state's share mark from the resources it adopted (it no longer uses them)."""
-    for r in list(state.resources):
-        marker = markers.get(r.kind)
-        if marker is None or r.created:
-            continue
-        marks = marker.read(r.name)
-        if marks is not None and marks.shared_by(state):
-            marker.change(plan, r.name, f"no longer shared with provision env {state.env!r}", drop=me(state))

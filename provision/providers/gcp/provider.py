@@ -32,7 +32,7 @@ from provision.providers.gcp.credentials import (
     sa_path,
 )
 from provision.providers.gcp.intents import INTENT_KINDS, settle, settle_all
-from provision.providers.gcp.marks import AccountMarks, BucketMarks, hand_over, leave, stays, take_over
+from provision.providers.gcp.marks import GcsMarks, hand_over, leave, stays, take_over
 from provision.providers.gcp.objects import GcsObjects
 from provision.providers.gcp.options import SANDBOX_NOTE, GcsOptions
 from provision.providers.gcp.verify import verify as verify_grant
@@ -192,17 +192,15 @@ class GcsProvider(BaseProvider):
         """True when bucket ``resource`` holds any object (any generation); False when it is empty or gone, or
         when it is handed over to another state that shares it rather than deleted
         (`provision.providers.gcp.marks.stays`)."""
-        if stays(BucketMarks(self.clients.storage()), state, resource.name):
+        if stays(GcsMarks(self.clients.storage()), state, resource.kind, resource.name):
             return False
         return holds_objects(self.clients.storage(), resource.name)
 
-    def markers(self) -> dict[str, Any]:
-        """Resource kind -> its owner-mark reader/writer (`provision.providers.gcp.marks`); no service accounts on
-        an IAM-less emulator."""
-        found: dict[str, Any] = {"bucket": BucketMarks(self.clients.storage())}
-        if not self.clients.emulated:
-            found["service_account"] = AccountMarks(self.clients, self.options.by_email)
-        return found
+    def markers(self) -> GcsMarks:
+        """The owner-mark reader/writer of buckets and service accounts (`provision.providers.gcp.marks.GcsMarks`);
+        no service accounts on an IAM-less emulator."""
+        return GcsMarks(self.clients.storage(), None if self.clients.emulated else self.clients,
+                        self.options.by_email)
 
     def destroy(self, state: Any, plan: Plan, delete_data: bool) -> list[str]:
         """`BaseProvider.destroy`, after taking over what another state handed over to this one
@@ -242,11 +240,11 @@ class GcsProvider(BaseProvider):
             return
         markers = self.markers()
         try:
-            if r.kind in markers and hand_over(plan, state, markers[r.kind], r.name):
+            if hand_over(plan, state, markers, r.kind, r.name):
                 return
             if r.kind == "bucket_binding":
                 account = (r.parent or "").removeprefix("serviceAccount:")
-                if "service_account" in markers and stays(markers["service_account"], state, account):
+                if stays(markers, state, "service_account", account):
                     plan.note("no change", r.kind, r.name, f"{r.parent} stays: its service account is handed "
                               "over to the environment that shares it")
                     return
