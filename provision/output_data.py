@@ -15,6 +15,8 @@ def sandbox_endpoints(info: Any) -> dict[str, str | None]:
     """Service -> endpoint of a running sandbox (`provision.sandbox.SandboxInfo`; None for a service it runs
     without)."""
     return {"s3": f"{info.s3.endpoint_url} (S3, IAM, STS)",
+            "minio": f"{info.minio.endpoint_url} (MinIO's admin API and S3: provision s3 --env sandbox --issuer minio)"
+            if info.minio else None,
             "azure": f"{info.azure.account_url()} (account {info.azure.account.name}, HTTPS, CA {info.azure.ca_file})"
             if info.azure else None,
             "gcs": f"{info.gcs.endpoint_url} (project {info.gcs.project}, no IAM)" if info.gcs else None}
@@ -43,6 +45,8 @@ def sandbox_up_report(info: Any, started: bool, json_out: bool) -> None:
     say(f"sandbox {'started' if started else 'already running'} (pid {info.pid}); use --env sandbox with "
         "`provision s3`, `provision azure` or `provision gcs`")
     for service, where in sandbox_endpoints(info).items():
+        if service == "minio" and where is None:
+            continue
         missing = "not available (Azurite not found and not installable: install Node.js 20+ and restart the sandbox)"
         say(f"  {service:<6} {where or missing}")
 

@@ -263,3 +263,13 @@ def test_azure_storage_connection_string_keeps_working(cli: Cli, azure_admin: An
     assert result.exit_code == 0, result.output
     assert one_document(result)["grant"]["endpoint"] == endpoint.account_url()
     assert f"{prefix}-cs" in {c.name for c in azure_admin.blob.list_containers()}
+
+
+def test_sandbox_up_names_every_service_it_runs(cli: Cli, sandbox_info: sandbox.SandboxInfo) -> None:
+    """The human report lists the MinIO endpoint too, with the flag that reaches it (issue: self-hosted S3)."""
+    up = cli("sandbox", "up")
+    assert up.exit_code == 0, up.output
+    lines = {line.split()[0]: line for line in up.stderr.splitlines()[1:]}
+    assert list(lines) == ["s3", "minio", "azure", "gcs"], up.stderr
+    assert sandbox_info.minio is not None and sandbox_info.minio.endpoint_url in lines["minio"]
+    assert "--issuer minio" in lines["minio"]
