@@ -21,7 +21,7 @@ from typing import Any
 
 from tests.conftest import REPO, Cli, GcsAdmin
 from tests.gcp_fake import FakeGoogle
-from tests.test_gcs import PROJECT, gcs, google, no_google_env, sa_email  # noqa: F401 - fixtures
+from tests.test_gcs import PROJECT, gcs, sa_email
 from tests.test_ownership_gcs import live_of
 
 MAX_POINTS = 40
@@ -67,7 +67,7 @@ def tracked(env: str = "gcp") -> list[dict[str, Any]]:
 
 
 def test_kill_after_every_mutating_request_then_rerun_and_destroy_leaves_nothing(
-        cli: Cli, google: FakeGoogle, gcs_admin: GcsAdmin, prefix: str) -> None:  # noqa: F811
+        cli: Cli, google: FakeGoogle, gcs_admin: GcsAdmin, prefix: str) -> None:
     points: list[str] = []
     orphans: list[str] = []
     untracked: list[str] = []
