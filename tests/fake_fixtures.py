@@ -7,6 +7,7 @@ tests/conftest.py): the fake Azure Resource Manager (`arm`), the fake Google pro
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -64,13 +65,14 @@ def no_google_env(monkeypatch: pytest.MonkeyPatch, workdir: Path) -> None:
     monkeypatch.setenv("NO_GCE_CHECK", "true")
 
 
-@pytest.fixture
-def google(no_google_env: None, sandbox_info: sandbox.SandboxInfo, monkeypatch: pytest.MonkeyPatch,
-           workdir: Path) -> Iterator[FakeGoogle]:
-    """A real-project setup of `PROJECT` on loopback (tests/gcp_fake.py): ADC is a service-account JSON whose token
-    endpoint is the fake; IAM admin is the fake (gRPC); Cloud Storage is the fake in front of the sandbox's GCS
-    emulator (STORAGE_EMULATOR_HOST), enforcing bucket IAM per caller; stopped after the test."""
-    fake = FakeGoogle(sandbox_info.require_gcs().endpoint_url, PROJECT).start()
+@contextmanager
+def fake_google_project(emulator_url: str, project: str, monkeypatch: pytest.MonkeyPatch,
+                        workdir: Path) -> Iterator[FakeGoogle]:
+    """While inside, ``project`` is a real-project setup on loopback: ADC (GOOGLE_APPLICATION_CREDENTIALS) is a
+    service-account JSON written in ``workdir`` whose token endpoint is the started `FakeGoogle`; IAM admin is the
+    fake (gRPC); Cloud Storage is the fake in front of the GCS emulator at ``emulator_url`` (STORAGE_EMULATOR_HOST),
+    enforcing bucket IAM per caller. Yields the fake, stopped on exit (``monkeypatch`` undoes the variables)."""
+    fake = FakeGoogle(emulator_url, project).start()
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(fake.write_admin_credentials(workdir / "adc.json")))
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake.http_url)
     monkeypatch.setenv(IAM_ENDPOINT_ENV, fake.iam_endpoint)
@@ -78,6 +80,16 @@ def google(no_google_env: None, sandbox_info: sandbox.SandboxInfo, monkeypatch: 
         yield fake
     finally:
         fake.stop()
+
+
+@pytest.fixture
+def google(no_google_env: None, sandbox_info: sandbox.SandboxInfo, monkeypatch: pytest.MonkeyPatch,
+           workdir: Path) -> Iterator[FakeGoogle]:
+    """A real-project setup of `PROJECT` on loopback (tests/gcp_fake.py): ADC is a service-account JSON whose token
+    endpoint is the fake; IAM admin is the fake (gRPC); Cloud Storage is the fake in front of the sandbox's GCS
+    emulator (STORAGE_EMULATOR_HOST), enforcing bucket IAM per caller; stopped after the test."""
+    with fake_google_project(sandbox_info.require_gcs().endpoint_url, PROJECT, monkeypatch, workdir) as fake:
+        yield fake
 
 
 @pytest.fixture
