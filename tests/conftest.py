@@ -258,3 +258,7 @@ def harness(request: pytest.FixtureRequest, sandbox_info: sandbox.SandboxInfo) -
     if request.param == "azure":
         return harnesses.Azure(request.getfixturevalue("azure_admin"))
     return harnesses.Gcs(GcsAdmin(sandbox_info))
+
+
+# ---- the stand-ins' fixtures (arm, google, cvat, no_azure_env, no_google_env), defined once in a plugin module ----
+pytest_plugins = ["tests.fake_fixtures"]

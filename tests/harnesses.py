@@ -16,6 +16,7 @@ from provision import sandbox
 from provision.models import Access
 from provision.policies import s3_policy
 from tests.conftest import Admin, AzureAdmin, Cli, GcsAdmin, read_grant
+from tests.fake_fixtures import PROJECT, fake_google_project
 
 
 class Harness:
@@ -228,7 +229,7 @@ class Gcs(Harness):
     verify_env = "gcp"  # the sandbox's emulator enforces no IAM: verify probes a key file through FakeGoogle
     # Supervisely ("IAM roles are for AWS S3 only") and CVAT take no keyless GCS grant; Onepanel names its bucket
     render_args = ("--target", "onepanel", "--namespace", "demo")
-    project = "proj-test"
+    project = PROJECT
     probes = {"read": ("objects.get", ""), "write": ("objects.create", ""),
               "other": ("objects.get", "another bucket")}
 
@@ -252,20 +253,11 @@ class Gcs(Harness):
 
     @contextmanager
     def verifiable(self, monkeypatch: pytest.MonkeyPatch, workdir: Path) -> Iterator[None]:
-        """A real-project setup on loopback (as tests/test_gcs.py's ``google`` fixture): ADC is a service-account
-        JSON whose token endpoint is `FakeGoogle`, which also serves IAM admin and enforces bucket IAM in front
-        of the sandbox's emulator."""
-        from provision.providers.gcp import IAM_ENDPOINT_ENV
-        from tests.gcp_fake import FakeGoogle
-
-        fake = FakeGoogle(self.admin.endpoint.endpoint_url, self.project).start()
-        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(fake.write_admin_credentials(workdir / "adc.json")))
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake.http_url)
-        monkeypatch.setenv(IAM_ENDPOINT_ENV, fake.iam_endpoint)
-        try:
+        """A real-project setup on loopback (as the ``google`` fixture, tests/fake_fixtures.py): ADC is a
+        service-account JSON whose token endpoint is `FakeGoogle`, which also serves IAM admin and enforces bucket
+        IAM in front of the sandbox's emulator."""
+        with fake_google_project(self.admin.endpoint.endpoint_url, self.project, monkeypatch, workdir):
             yield
-        finally:
-            fake.stop()
 
     def make_bucket(self, name: str, key: str, data: bytes) -> None:
         self.admin.storage.create_bucket(name)

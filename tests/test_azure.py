@@ -18,7 +18,6 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from PIL import Image
 
-from provision import sandbox
 from provision.errors import CloudRefused
 from provision.models import Access, SasToken
 from provision.profiles import Profile
@@ -30,9 +29,8 @@ from provision.providers.azure import (
     sas_fields,
     sas_renewal,
 )
-from provision.sandbox import _make_certificate
 from provision.state import StateStore
-from tests.azure_fake import IDENTITY_HEADER, SUBSCRIPTION, FakeArm
+from tests.azure_fake import SUBSCRIPTION, FakeArm
 from tests.conftest import AzureAdmin, Cli, error_lines, read_grant
 
 READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
@@ -41,35 +39,7 @@ PRINCIPAL = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 MiB = 1024 * 1024
 
 
-@pytest.fixture(autouse=True)
-def no_azure_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No Azure credential, subscription or connection string leaks in from the machine."""
-    for var in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_SUBSCRIPTION_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET",
-                "AZURE_TENANT_ID", "AZURE_USERNAME", "AZURE_PASSWORD", "AZURE_FEDERATED_TOKEN_FILE",
-                "AZURE_CLIENT_CERTIFICATE_PATH", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET",
-                "IMDS_ENDPOINT", "PROVISION_AZURE_ARM_ENDPOINT", "AZURE_TOKEN_CREDENTIALS"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AZURE_CONFIG_DIR", "/nonexistent-azure-config")
-
-
-@pytest.fixture
-def arm(sandbox_info: sandbox.SandboxInfo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    """The fake ARM server, linked to Azurite when the sandbox has it, with azure-identity's App Service managed
-    identity pointed at it and its certificate trusted (REQUESTS_CA_BUNDLE)."""
-    if sandbox_info.azure is not None:
-        directory = sandbox.sandbox_dir()
-        cert, key = directory / "cert.pem", directory / "key.pem"  # one CA for the fake and Azurite
-    else:
-        cert, key = _make_certificate(tmp_path)
-    fake = FakeArm(cert, key, azurite=sandbox_info.azure).start()
-    monkeypatch.setenv("PROVISION_AZURE_ARM_ENDPOINT", fake.url)
-    monkeypatch.setenv("IDENTITY_ENDPOINT", f"{fake.url}/msi/token")
-    monkeypatch.setenv("IDENTITY_HEADER", IDENTITY_HEADER)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
-    try:
-        yield fake
-    finally:
-        fake.stop()
+pytestmark = pytest.mark.usefixtures("no_azure_env")  # tests/fake_fixtures.py
 
 
 def denied(call: Any, *args: Any, **kwargs: Any) -> bool:

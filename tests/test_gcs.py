@@ -11,7 +11,6 @@ import io
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,39 +24,18 @@ from provision import sandbox
 from provision.errors import BadInput
 from provision.models import Access
 from provision.providers.base import SDK_ATTEMPTS_ENV
-from provision.providers.gcp import IAM_ENDPOINT_ENV, SANDBOX_NOTE, GcsOptions, sdk
+from provision.providers.gcp import SANDBOX_NOTE, GcsOptions, sdk
 from provision.providers.gcp.verify import json_api_outcome, xml_api_outcome
 from tests.conftest import Cli, GcsAdmin, read_grant
+from tests.fake_fixtures import PROJECT
 from tests.gcp_fake import FakeGoogle
 
-PROJECT = "proj-test"
 MiB = 1024 * 1024
 VIEWER, ADMIN_ROLE, READER = ("roles/storage.objectViewer", "roles/storage.objectAdmin",
                               "roles/storage.legacyBucketReader")
 
 
-@pytest.fixture(autouse=True)
-def no_google_env(monkeypatch: pytest.MonkeyPatch, workdir: Path) -> None:
-    """No Google configuration leaks in from the machine: no ADC, no gcloud, no metadata server, no emulator."""
-    for var in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", IAM_ENDPOINT_ENV, "GOOGLE_CLOUD_PROJECT",
-                "API_ENDPOINT_OVERRIDE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(workdir / "no-gcloud"))
-    monkeypatch.setenv("NO_GCE_CHECK", "true")
-
-
-@pytest.fixture
-def google(sandbox_info: sandbox.SandboxInfo, monkeypatch: pytest.MonkeyPatch, workdir: Path) -> Iterator[FakeGoogle]:
-    """A real-project setup on loopback: ADC is a service-account JSON whose token endpoint is the fake; IAM admin
-    is the fake (gRPC); Cloud Storage is the fake in front of the sandbox's emulator (STORAGE_EMULATOR_HOST)."""
-    fake = FakeGoogle(sandbox_info.require_gcs().endpoint_url, PROJECT).start()
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(fake.write_admin_credentials(workdir / "adc.json")))
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake.http_url)
-    monkeypatch.setenv(IAM_ENDPOINT_ENV, fake.iam_endpoint)
-    try:
-        yield fake
-    finally:
-        fake.stop()
+pytestmark = pytest.mark.usefixtures("no_google_env")  # tests/fake_fixtures.py
 
 
 def run(cli: Cli, *args: str) -> Any:

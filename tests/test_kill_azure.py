@@ -8,39 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from tests.conftest import REPO, AzureAdmin, Cli
+from tests.conftest import AzureAdmin, Cli
+from tests.kills import run_and_kill
 
 SIGNATURE = re.compile(r"sig=([A-Za-z0-9%+/=]+)")
-
-
-def run_and_kill(azure_admin: AzureAdmin, container: str, k: int) -> int | None:
-    """Start ``provision azure CONTAINER --env sandbox --full`` as a process and SIGKILL it once the sandbox has
-    seen its k-th mutating request. Returns the mutating requests seen when it was killed; None when it finished
-    first."""
-    azure_admin.reset_log()
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    process = subprocess.Popen([sys.executable, "-m", "provision", "azure", container, "--env", "sandbox", "--full"],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while process.poll() is None:
-            seen = len(azure_admin.mutating())
-            if seen >= k:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
-                return seen
-            time.sleep(0.005)
-        return None
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def live(azure_admin: AzureAdmin, prefix: str) -> list[str]:
@@ -67,7 +42,7 @@ def test_kill_at_any_point_then_rerun_and_destroy_leaves_nothing(cli: Cli, azure
     k = 1
     while True:
         p = f"{prefix}k{k}"
-        seen = run_and_kill(azure_admin, f"{p}-data", k)
+        seen = run_and_kill(azure_admin, k, "azure", f"{p}-data", "--env", "sandbox", "--full")
         if seen is None:  # the run finished before its k-th mutating request: every point was tried
             done = cli("destroy", "--env", "sandbox", "--yes")
             assert done.exit_code == 0, done.output

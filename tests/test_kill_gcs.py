@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import REPO, Cli, GcsAdmin
+from tests.conftest import Cli, GcsAdmin
 from tests.gcp_fake import FakeGoogle
-from tests.test_gcs import PROJECT, gcs, google, no_google_env, sa_email  # noqa: F401 - fixtures
+from tests.kills import provision_process, sigkill
+from tests.test_gcs import PROJECT, gcs, sa_email
 from tests.test_ownership_gcs import live_of
 
 MAX_POINTS = 40
@@ -32,25 +31,20 @@ def _run_and_kill(fake: FakeGoogle, prefix: str, k: int) -> bool:
     """Start ``provision gcs --full --hmac`` as a process and SIGKILL it from inside the fake once its k-th mutating
     request was carried out, before its answer goes back. Returns True when it was killed, False when it finished
     (exit 0) before making a k-th mutating request."""
-    args = [sys.executable, "-m", "provision", "gcs", "--env", "gcp", "--project", PROJECT, "--prefix", prefix,
-            "--full", "--hmac", "--no-verify"]
     killed: list[int] = []
     fake.reset()
-    process = subprocess.Popen(args, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    with provision_process("gcs", "--env", "gcp", "--project", PROJECT, "--prefix", prefix, "--full", "--hmac",
+                           "--no-verify") as process:
 
-    def kill() -> None:  # in the fake's serving thread: nothing of the run executes after this
-        os.kill(process.pid, signal.SIGKILL)
-        killed.append(k)
+        def kill() -> None:  # in the fake's serving thread: nothing of the run executes after this
+            sigkill(process)
+            killed.append(k)
 
-    fake.on_lose, fake.lose_answer_at = kill, k
-    try:
-        code = process.wait(timeout=120)
-    finally:
-        fake.on_lose, fake.lose_answer_at = None, None
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        fake.on_lose, fake.lose_answer_at = kill, k
+        try:
+            code = process.wait(timeout=120)
+        finally:
+            fake.on_lose, fake.lose_answer_at = None, None
     if killed:
         assert code == -signal.SIGKILL, code
         return True
@@ -67,7 +61,7 @@ def tracked(env: str = "gcp") -> list[dict[str, Any]]:
 
 
 def test_kill_after_every_mutating_request_then_rerun_and_destroy_leaves_nothing(
-        cli: Cli, google: FakeGoogle, gcs_admin: GcsAdmin, prefix: str) -> None:  # noqa: F811
+        cli: Cli, google: FakeGoogle, gcs_admin: GcsAdmin, prefix: str) -> None:
     points: list[str] = []
     orphans: list[str] = []
     untracked: list[str] = []

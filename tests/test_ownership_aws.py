@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from provision import sandbox
-from tests.conftest import REPO, Admin, Cli
+from tests.conftest import Admin, Cli
+from tests.kills import run_and_kill
 
 SANDBOX_ENVS = ("a", "b")
 
@@ -152,35 +149,13 @@ def test_lost_answer_at_every_mutating_step_leaves_no_untracked_key(cli: Cli, ad
     print(f"lost answers tried: {len(steps)} ({', '.join(steps)}); untracked keys after re-run: {untracked}")
 
 
-def _run_and_kill(admin: Admin, prefix: str, k: int) -> int | None:
-    """Start ``provision s3 --full`` as a process and SIGKILL it once the sandbox has seen its k-th mutating
-    request. Returns the mutating requests seen when it was killed; None when it finished first."""
-    admin.reset_log()
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    process = subprocess.Popen([sys.executable, "-m", "provision", "s3", "--env", "sandbox", "--prefix", prefix,
-                                "--full"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while process.poll() is None:
-            seen = len(admin.mutating())
-            if seen >= k:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
-                return seen
-            time.sleep(0.005)
-        return None
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
 def test_kill_at_any_point_then_rerun_and_destroy_leaves_nothing(cli: Cli, admin: Admin, prefix: str) -> None:
     points, orphans, blocked = [], [], []
     before = {b["Name"] for b in admin.s3.list_buckets()["Buckets"]}
     k = 1
     while True:
         p = f"{prefix}k{k}"
-        seen = _run_and_kill(admin, p, k)
+        seen = run_and_kill(admin, k, "s3", "--env", "sandbox", "--prefix", p, "--full")
         if seen is None:  # the run finished before its k-th mutating request: every point was tried
             done = cli("destroy", "--env", "sandbox", "--yes")
             assert done.exit_code == 0, done.output

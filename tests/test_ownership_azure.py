@@ -17,7 +17,8 @@ from azure.storage.blob import BlobServiceClient
 
 from tests.azure_fake import FakeArm
 from tests.conftest import AzureAdmin, Cli, read_grant
-from tests.test_azure import arm, no_azure_env  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.usefixtures("no_azure_env")  # tests/fake_fixtures.py
 
 SANDBOX_PROFILE = "sandbox: true\n"
 
@@ -98,7 +99,7 @@ def test_sas_on_an_account_with_foreign_containers_needs_shared_account(
         azure_admin.blob.delete_container(f"{prefix}-foreign")
 
 
-def test_management_foreign_container_and_marks(cli: Cli, arm: FakeArm, prefix: str) -> None:  # noqa: F811
+def test_management_foreign_container_and_marks(cli: Cli, arm: FakeArm, prefix: str) -> None:
     arm.add_account("provision-sharedacct", "sharedacct")
     arm.containers[("sharedacct", "someone-elses")] = {}
     arm.reset_log()
@@ -130,7 +131,7 @@ def test_management_foreign_container_and_marks(cli: Cli, arm: FakeArm, prefix: 
 
 
 @pytest.mark.parametrize("location", ["West Europe", "west-europe", "WESTEUROPE"])
-def test_location_is_checked_before_any_call(cli: Cli, arm: FakeArm, location: str) -> None:  # noqa: F811
+def test_location_is_checked_before_any_call(cli: Cli, arm: FakeArm, location: str) -> None:
     result = cli("azure", "--prefix", "tloc", "--account", "locacct", "--location", location)
     assert result.exit_code == 2, result.output
     assert "invalid --location" in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -181,7 +182,7 @@ def test_creator_or_adopter_destroys_first_and_the_other_keeps_working(
     assert not (workdir / ".provision" / f"{other}.json").exists()
 
 
-def test_management_creator_destroys_first_and_hands_account_over(cli: Cli, arm: FakeArm,  # noqa: F811
+def test_management_creator_destroys_first_and_hands_account_over(cli: Cli, arm: FakeArm,
                                                                   prefix: str, workdir: Path) -> None:
     (workdir / "envs" / "b.yaml").write_text("provider: azure\n")
     assert cli("azure", "--prefix", prefix, "--account", "handacct", "--no-verify").exit_code == 0
@@ -211,7 +212,7 @@ def test_management_creator_destroys_first_and_hands_account_over(cli: Cli, arm:
 
 
 # ---- destroy revokes the SAS of an account this state owns ---------------------------------------------------------
-def test_destroy_regenerates_key2_and_the_rendered_sas_is_refused(cli: Cli, arm: FakeArm,  # noqa: F811
+def test_destroy_regenerates_key2_and_the_rendered_sas_is_refused(cli: Cli, arm: FakeArm,
                                                                    prefix: str) -> None:
     assert cli("azure", "--prefix", prefix, "--account", "revokeacct", "--full", "--no-verify").exit_code == 0
     sas = read_grant("default")["grant"]["auth"]["token"]
@@ -236,7 +237,7 @@ def test_destroy_regenerates_key2_and_the_rendered_sas_is_refused(cli: Cli, arm:
     assert "stays valid" not in done.output and "revokeacct" not in arm.accounts
 
 
-def test_destroy_on_an_adopted_account_prints_how_to_revoke(cli: Cli, arm: FakeArm, prefix: str) -> None:  # noqa: F811
+def test_destroy_on_an_adopted_account_prints_how_to_revoke(cli: Cli, arm: FakeArm, prefix: str) -> None:
     arm.add_account("provision-sharedacct", "sharedacct")
     ok = cli("azure", "--prefix", prefix, "--account", "sharedacct", "--no-verify")
     assert ok.exit_code == 0, ok.output

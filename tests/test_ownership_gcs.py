@@ -14,7 +14,9 @@ import pytest
 from provision.providers.owner_marks import OwnerMark, label_value
 from tests.conftest import Cli, GcsAdmin
 from tests.gcp_fake import FakeGoogle
-from tests.test_gcs import PROJECT, gcs, google, no_google_env, sa_email  # noqa: F401 - fixtures
+from tests.test_gcs import gcs, sa_email
+
+pytestmark = pytest.mark.usefixtures("no_google_env")  # tests/fake_fixtures.py
 
 
 def grant_state(env: str, grant: str) -> dict[str, Any]:
@@ -38,7 +40,7 @@ def test_label_values_are_sanitized() -> None:
     assert OwnerMark.parse(f"{real.text()}: readonly on a") == real
 
 
-def test_second_env_refuses_to_adopt_without_adopt(cli: Cli, google: FakeGoogle, gcs_admin: GcsAdmin,  # noqa: F811
+def test_second_env_refuses_to_adopt_without_adopt(cli: Cli, google: FakeGoogle, gcs_admin: GcsAdmin,
                                                   prefix: str) -> None:
     first = gcs(cli, "--prefix", prefix, "--no-verify", env="one")
     assert first.exit_code == 0, first.output
@@ -67,7 +69,7 @@ def test_second_env_refuses_to_adopt_without_adopt(cli: Cli, google: FakeGoogle,
 
 
 @pytest.mark.parametrize("mode", ["key_file", "hmac"])
-def test_lost_answers_at_every_mutating_step_leave_no_untracked_key(cli: Cli, google: FakeGoogle,  # noqa: F811
+def test_lost_answers_at_every_mutating_step_leave_no_untracked_key(cli: Cli, google: FakeGoogle,
                                                                    gcs_admin: GcsAdmin, prefix: str,
                                                                    mode: str) -> None:
     extra = ["--hmac"] if mode == "hmac" else []
@@ -106,7 +108,7 @@ def test_lost_answers_at_every_mutating_step_leave_no_untracked_key(cli: Cli, go
     print(f"gcs {mode}: {tried} lost answers tried, {untracked_total} untracked keys")
 
 
-def test_an_intent_left_by_a_killed_run_is_settled_by_destroy(cli: Cli, google: FakeGoogle,  # noqa: F811
+def test_an_intent_left_by_a_killed_run_is_settled_by_destroy(cli: Cli, google: FakeGoogle,
                                                              prefix: str) -> None:
     """A run killed between the key's creation and its record: the intent alone is in state; destroy finds the
     key created after it and deletes it."""
@@ -146,7 +148,7 @@ def live_of(fake: FakeGoogle, gcs_admin: GcsAdmin, prefix: str) -> list[str]:
 
 
 @pytest.mark.parametrize("first", ["a", "b"])
-def test_adopter_keeps_what_it_shares_whichever_env_is_destroyed_first(cli: Cli, google: FakeGoogle,  # noqa: F811
+def test_adopter_keeps_what_it_shares_whichever_env_is_destroyed_first(cli: Cli, google: FakeGoogle,
                                                                       gcs_admin: GcsAdmin, prefix: str,
                                                                       first: str) -> None:
     """a creates the buckets and the service account; b adopts them (``--adopt``, same account: same prefix and
@@ -197,7 +199,7 @@ def test_adopter_keeps_what_it_shares_whichever_env_is_destroyed_first(cli: Cli,
 
 
 @pytest.mark.parametrize("first", ["a", "b"])
-def test_either_destroy_leaves_the_other_accounts_binding(cli: Cli, google: FakeGoogle,  # noqa: F811
+def test_either_destroy_leaves_the_other_accounts_binding(cli: Cli, google: FakeGoogle,
                                                           gcs_admin: GcsAdmin, prefix: str, first: str) -> None:
     """b adopts a's buckets with another access level, so with its own service account: whichever env is destroyed
     first removes only its own member from the policies (`provision.policies.merge_bindings`); a's destroy hands

@@ -19,14 +19,12 @@ from typing import Any
 import pytest
 import yaml
 
-from provision import sandbox
-from provision.providers.gcp import IAM_ENDPOINT_ENV
-from tests.azure_fake import IDENTITY_HEADER, FakeArm
+from tests.azure_fake import FakeArm
 from tests.conftest import REPO, Admin, AzureAdmin, Cli, GcsAdmin, read_state
+from tests.fake_fixtures import PROJECT
 from tests.gcp_fake import FakeGoogle
 
 MiB = 1024 * 1024
-PROJECT = "proj-test"
 PRINCIPAL = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 IMAGE = bytes.fromhex("ffd8ffe000104a464946") + os.urandom(20_000)  # a JPEG header, then noise
 
@@ -44,50 +42,8 @@ consumer_proof = _consumer_proof()
 
 
 # ---- fixtures -------------------------------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def no_cloud_env(monkeypatch: pytest.MonkeyPatch, workdir: Path) -> None:
-    """No Azure or Google configuration leaks in from the machine."""
-    for var in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_SUBSCRIPTION_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET",
-                "AZURE_TENANT_ID", "AZURE_USERNAME", "AZURE_PASSWORD", "AZURE_FEDERATED_TOKEN_FILE",
-                "AZURE_CLIENT_CERTIFICATE_PATH", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET",
-                "IMDS_ENDPOINT", "PROVISION_AZURE_ARM_ENDPOINT", "AZURE_TOKEN_CREDENTIALS",
-                "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", IAM_ENDPOINT_ENV, "GOOGLE_CLOUD_PROJECT",
-                "API_ENDPOINT_OVERRIDE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AZURE_CONFIG_DIR", "/nonexistent-azure-config")
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(workdir / "no-gcloud"))
-
-
-@pytest.fixture
-def google(sandbox_info: sandbox.SandboxInfo, monkeypatch: pytest.MonkeyPatch, workdir: Path) -> Iterator[FakeGoogle]:
-    """A real GCP project on loopback (as tests/test_gcs.py sets it up): ADC is a service-account JSON whose token
-    endpoint is the fake; IAM admin is the fake (gRPC); Cloud Storage is the fake in front of the sandbox's GCS
-    emulator, enforcing bucket IAM per caller."""
-    fake = FakeGoogle(sandbox_info.require_gcs().endpoint_url, PROJECT).start()
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(fake.write_admin_credentials(workdir / "adc.json")))
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake.http_url)
-    monkeypatch.setenv(IAM_ENDPOINT_ENV, fake.iam_endpoint)
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
-def arm(sandbox_info: sandbox.SandboxInfo, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
-    """The fake Azure Resource Manager (as tests/test_azure.py sets it up), with azure-identity's managed identity
-    pointed at it and the sandbox's certificate trusted."""
-    directory = sandbox.sandbox_dir()
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    fake = FakeArm(cert, key, azurite=sandbox_info.azure).start()
-    monkeypatch.setenv("PROVISION_AZURE_ARM_ENDPOINT", fake.url)
-    monkeypatch.setenv("IDENTITY_ENDPOINT", f"{fake.url}/msi/token")
-    monkeypatch.setenv("IDENTITY_HEADER", IDENTITY_HEADER)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
-    try:
-        yield fake
-    finally:
-        fake.stop()
+pytestmark = pytest.mark.usefixtures("no_azure_env", "no_google_env")  # no Azure or Google configuration leaks in
+# from the machine; these and `arm`, `google` are in tests/fake_fixtures.py
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from provision.render.cvat import (
 )
 from provision.state import GrantState, State, StateStore
 from tests.conftest import Cli
-from tests.test_cvat import TOKEN, FakeCvat
+from tests.cvat_fake import TOKEN, FakeCvat
 
 DENIAL = ("Egress proxying is denied to host '{host}:9000': The destination address ({ip}) was denied by rule "
           "'Deny: Private Range'. destination address was denied by rule, see error.")
@@ -102,15 +101,6 @@ def test_private_addresses_and_denial_parsing() -> None:
     assert private_addresses("8.8.8.8") == []
     assert denied_address(DENIAL.format(host="minio", ip="172.18.0.5")) == "172.18.0.5"
     assert denied_address("HTTP 400: The resource acme not found") is None
-
-
-@pytest.fixture
-def cvat() -> Iterator[FakeCvat]:
-    server = FakeCvat()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def test_attach_turns_the_private_range_denial_into_advice(cli: Cli, cvat: FakeCvat) -> None:

@@ -19,7 +19,9 @@ from provision.models import Access, Grant, KeyFile
 from provision.providers.base import Probe, run_concurrently, run_probes
 from tests.conftest import Admin, AzureAdmin, Cli, GcsAdmin, read_state
 from tests.gcp_fake import FakeGoogle
-from tests.test_gcs import PROJECT, gcs, google, no_google_env  # noqa: F401  (fixtures)
+from tests.test_gcs import PROJECT, gcs
+
+pytestmark = pytest.mark.usefixtures("no_google_env")  # tests/fake_fixtures.py
 
 Row = tuple[str, str, str]
 TOKEN = "0123456789"
@@ -322,7 +324,7 @@ def test_gcs_hmac_probe_table(access: Access) -> None:
 
 
 @pytest.mark.parametrize("access", ["--readonly", "--full"])
-def test_gcs_key_file_verify_through_the_fake(cli: Cli, google: FakeGoogle, gcs_admin: GcsAdmin,  # noqa: F811
+def test_gcs_key_file_verify_through_the_fake(cli: Cli, google: FakeGoogle, gcs_admin: GcsAdmin,
                                               prefix: str, access: str) -> None:
     result = gcs(cli, "--prefix", prefix, access, "--no-verify")
     assert result.exit_code == 0, result.output

@@ -1,0 +1,62 @@
+"""Killing a real ``provision`` process part-way (the kill tests of every provider): start ``python -m provision ...``
+as a child process, SIGKILL it at a chosen point of its conversation with an emulator, and always reap it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from tests.conftest import REPO
+
+POLL_SECONDS = 0.005
+"""How often `run_and_kill` reads the emulator's request log, in seconds."""
+
+
+class RequestLog(Protocol):
+    """An emulator's request log as the admin fixtures expose it (`tests.conftest.Admin`, `AzureAdmin`,
+    `GcsAdmin`)."""
+
+    def reset_log(self) -> None: ...
+
+    def mutating(self) -> list[dict[str, Any]]: ...
+
+
+@contextmanager
+def provision_process(*args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m provision ARGS`` started as a child process (this checkout on PYTHONPATH, the test's environment
+    otherwise, output discarded). Yields the process; on exit it is killed and reaped if still running."""
+    process = subprocess.Popen([sys.executable, "-m", "provision", *args], env=dict(os.environ, PYTHONPATH=str(REPO)),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def sigkill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``process`` (no clean-up of any kind runs in it)."""
+    os.kill(process.pid, signal.SIGKILL)
+
+
+def run_and_kill(log: RequestLog, k: int, *args: str) -> int | None:
+    """Reset ``log``, start ``provision ARGS`` (`provision_process`) and SIGKILL it as soon as ``log`` holds at least
+    ``k`` mutating requests (read every `POLL_SECONDS`). Returns the number of mutating requests seen when it was
+    killed (``k`` or a few more: the process runs on while the log is read); None when it exited first."""
+    log.reset_log()
+    with provision_process(*args) as process:
+        while process.poll() is None:
+            seen = len(log.mutating())
+            if seen >= k:
+                sigkill(process)
+                process.wait()
+                return seen
+            time.sleep(POLL_SECONDS)
+        return None
