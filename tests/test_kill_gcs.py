@@ -34,14 +34,13 @@ MODES = {"hmac": ["--full", "--hmac"], "key-file": ["--full"]}
 """The credential modes swept: an HMAC key, or a service-account key file."""
 
 
-def _run_and_kill(fake: FakeGoogle, prefix: str, k: int, flags: list[str]) -> bool:
-    """Start ``provision gcs <flags>`` as a process and SIGKILL it from inside the fake once its k-th mutating
-    request was carried out, before its answer goes back. Returns True when it was killed, False when it finished
-    (exit 0) before making a k-th mutating request."""
+def _run_and_kill(fake: FakeGoogle, k: int, *args: str) -> bool:
+    """Start ``provision ARGS`` as a process and SIGKILL it from inside the fake once its k-th mutating request was
+    carried out, before its answer goes back. Returns True when it was killed, False when it finished (exit 0)
+    before making a k-th mutating request."""
     killed: list[int] = []
     fake.reset()
-    with provision_process("gcs", "--env", "gcp", "--project", PROJECT, "--prefix", prefix, *flags,
-                           "--no-verify") as process:
+    with provision_process(*args) as process:
 
         def kill() -> None:  # in the fake's serving thread: nothing of the run executes after this
             sigkill(process)
@@ -79,7 +78,8 @@ def test_kill_after_every_mutating_request_then_rerun_and_destroy_leaves_nothing
         assert k <= MAX_POINTS, points
         p = f"{prefix}k{k}"
         email = sa_email(f"provision-{p}-rw")
-        if not _run_and_kill(google, p, k, flags):  # the run finished before its k-th mutating request: all tried
+        if not _run_and_kill(google, k, "gcs", "--env", "gcp", "--project", PROJECT, "--prefix", p, *flags,
+                             "--no-verify"):  # the run finished before its k-th mutating request: all tried
             done = cli("destroy", "--env", "gcp", "--yes")
             assert done.exit_code == 0, done.output
             assert live_of(google, gcs_admin, f"{p}-") == [] and tracked() == []
@@ -119,21 +119,8 @@ def test_destroy_killed_after_any_mutating_request_is_finished_by_the_next_destr
         p = f"{prefix}d{k}"
         made = gcs(cli, "--prefix", p, "--full", "--hmac", "--no-verify")
         assert made.exit_code == 0, made.output
-        killed: list[int] = []
-        google.reset()
-        with provision_process("destroy", "--env", "gcp", "--yes") as process:
-
-            def kill(process: Any = process, killed: list[int] = killed, k: int = k) -> None:
-                sigkill(process)
-                killed.append(k)
-
-            google.on_lose, google.lose_answer_at = kill, k
-            try:
-                code = process.wait(timeout=120)
-            finally:
-                google.on_lose, google.lose_answer_at = None, None
-        if not killed:  # destroy finished before a k-th mutating request: every point was tried
-            assert code == 0 and tracked() == [] and live_of(google, gcs_admin, f"{p}-") == []
+        if not _run_and_kill(google, k, "destroy", "--env", "gcp", "--yes"):  # finished first: all points tried
+            assert tracked() == [] and live_of(google, gcs_admin, f"{p}-") == []
             break
         request = google.mutating()[k - 1]
         points.append(f"{request['api']} {request['method']} {request['path'].rsplit('/', 1)[-1][:24]}")
