@@ -16,7 +16,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobServiceClient
 
 from tests.azure_fake import FakeArm
-from tests.conftest import AzureAdmin, Cli, read_grant
+from tests.conftest import AzureAdmin, Cli, error_lines, read_grant
 
 pytestmark = pytest.mark.usefixtures("no_azure_env")  # tests/fake_fixtures.py
 
@@ -87,7 +87,7 @@ def test_sas_on_an_account_with_foreign_containers_needs_shared_account(
         azure_admin.reset_log()
         refused = cli(*args)
         assert refused.exit_code == 2, refused.output
-        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert len(error_lines(refused)) == 1, refused.stderr
         assert "--shared-account" in refused.stderr and "outside the grant" in refused.stderr
         assert azure_admin.mutating() == []
         shared = cli(*args, "--shared-account", "--json")

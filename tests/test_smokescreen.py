@@ -21,7 +21,7 @@ from provision.render.cvat import (
     private_addresses,
 )
 from provision.state import GrantState, State, StateStore
-from tests.conftest import Cli
+from tests.conftest import Cli, error_lines
 from tests.cvat_fake import TOKEN, FakeCvat
 
 DENIAL = ("Egress proxying is denied to host '{host}:9000': The destination address ({ip}) was denied by rule "
@@ -114,7 +114,7 @@ def test_attach_turns_the_private_range_denial_into_advice(cli: Cli, cvat: FakeC
     cvat.validate = deny  # type: ignore[method-assign]
     result = cli("cvat", "attach", "--env", "lan", "--url", cvat.url, "--token", TOKEN)
     assert result.exit_code == 3, result.output
-    lines = result.stderr.strip().splitlines()
+    lines = error_lines(result)
     assert len(lines) == 1, result.stderr
     assert "SSRF proxy (smokescreen) denies private addresses" in lines[0]
     assert "SMOKESCREEN_OPTS=--allow-address=192.168.1.20" in lines[0] and SMOKESCREEN_FILE in lines[0]
@@ -133,7 +133,7 @@ def test_over_long_fields_refused_before_any_request(cli: Cli, cvat: FakeCvat, w
     result = cli("cvat", "attach", "--env", "long", "--url", cvat.url, "--token", TOKEN, *args)
     assert result.exit_code == 2, result.output
     assert f"CVAT accepts at most {limit}" in result.stderr and field in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert len(error_lines(result)) == 1
     assert cvat.calls == []
     rendered = cli("render-env", "--env", "long", "--target", "cvat", "--out", str(workdir), *args)
     assert rendered.exit_code == 2 and f"CVAT accepts at most {limit}" in rendered.stderr
