@@ -186,7 +186,8 @@ def bench_set(set_name: str, images: dict[str, bytes], link: Any, tmp: Path, met
     site = Site(tmp / f"state-{set_name}-{'wan' if link else 'loopback'}", link)
     try:
         site.provision("s3", BUCKET, "--env", "sandbox", "--readonly", "--json")
-        auth = json.loads((site.state / "sandbox.json").read_text())["grant"]["auth"]  # the read-only key
+        [record] = json.loads((site.state / "sandbox.json").read_text())["grants"].values()  # state v2: one grant
+        auth = record["grant"]["auth"]  # the read-only key
         key, secret = auth["access_key"], auth["secret_key"]
         admin = site.client()
         with ThreadPoolExecutor(8) as pool:

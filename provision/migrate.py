@@ -34,8 +34,12 @@ from provision.objects import ObjectStore, grant_of, open_stores
 from provision.state import GrantState
 from provision.transfer import Transfer, UploadJob, transfer_for
 
-DEFAULT_CONCURRENCY = 10
-"""Parallel requests (uploads, parts, and local hashing) unless ``--concurrency`` says otherwise."""
+DEFAULT_CONCURRENCY = 16
+"""Parallel requests (uploads, parts, and local hashing) unless ``--concurrency`` says otherwise (the CLI's default
+too). Chosen from ``bench/migrate.py`` at 30 ms / 100 Mbit/s: provision spends ~5 ms of CPU per small upload, so
+one process tops out near 200 uploads/s; at a round trip plus service time of 50–80 ms that takes 10–16 requests in
+flight, and more bought nothing measurable (32 and 64: within 7 % on small files, equal on 1–3 MB images, which the
+bandwidth decides) while a larger pool holds more part buffers (peak RSS 110 → 135 MiB on images)."""
 MAX_CONCURRENCY = 64
 MAX_KEY_BYTES = 1024
 """Longest object key S3 (and GCS) accept, in UTF-8 bytes (Azure allows 1,024 characters)."""

@@ -459,3 +459,13 @@ def test_transfer_for_uses_the_stores_own_transfer() -> None:
     assert transfer_for(WithTransfer(), 7) == ("own", 7)
     with pytest.raises(BadInput, match=r"migrating into azure:// storage is not supported"):
         transfer_for(Plain(), 7)
+
+
+def test_the_cli_default_concurrency_is_the_module_default() -> None:
+    """The CLI states the default literally (importing provision.migrate would slow `--help`): keep them equal."""
+    import inspect
+
+    from provision.cli.data import migrate_command
+    from provision.migrate import DEFAULT_CONCURRENCY
+
+    assert inspect.signature(migrate_command).parameters["concurrency"].default.default == DEFAULT_CONCURRENCY

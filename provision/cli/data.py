@@ -20,7 +20,8 @@ from provision.cli import ENV, GRANT, JSON, app, errors, examples, path_of, sub_
 def migrate_command(
     data_path: Path = typer.Option(..., "--data-path", metavar="DIR", parser=path_of("--data-path"),
                                    help="Supervisely's DATA_PATH: DIR/storage/<bucket>/ goes into each bucket."),
-    concurrency: int = typer.Option(10, "--concurrency", min=1, max=64, metavar="N", help="Parallel requests (1-64)."),
+    concurrency: int = typer.Option(16, "--concurrency", min=1, max=64, metavar="N",  # = migrate.DEFAULT_CONCURRENCY
+                                    help="Parallel requests (1-64)."),
     env: str = ENV,
     grant: str | None = GRANT,
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be uploaded or skipped; upload nothing."),
