@@ -78,8 +78,8 @@ def apply(profile: Profile, store: StateStore, *, grant: str | None = None, dry_
         The `ApplyResult`.
 
     Raises:
-        BadInput: the grant exists for another provider; bad input found by the provider; a widening without
-            ``yes`` and without a terminal.
+        BadInput: the grant exists for another provider; ``rotate`` on a grant that holds no credential yet; bad
+            input found by the provider; a widening without ``yes`` and without a terminal.
         CloudRefused, PartialFailure: raised by the provider (the state records what exists).
         VerifyFailed: the new credential does more or less than its grant (deferred revocations are not run).
     """
@@ -87,6 +87,11 @@ def apply(profile: Profile, store: StateStore, *, grant: str | None = None, dry_
     name = check_grant_name(grant) if grant is not None else None
     prov = load_provider(profile)  # validates the buckets first: "no bucket given" names the provider's noun
     name = name or default_grant_name(profile.prefix, profile.buckets)
+    if rotate:  # checked before the lock, which would create the state directory of a new environment
+        stored = store.load().grants.get(name) if store.exists() else None
+        if stored is None or stored.grant is None:  # creating one instead is not what was asked
+            raise BadInput(f"nothing to rotate: environment {store.env!r} holds no credential for grant {name!r}",
+                           "drop --rotate to create it, or pass the --grant NAME of an existing grant")
     with store.lock():
         state = store.load()
         known = state.grants.get(name)

@@ -177,8 +177,6 @@ def _apply(provider: str, env: str, grant: str | None, yes: bool, overrides: dic
 
     store = StateStore(env)
     profile = load_profile(env, overrides, provider)
-    if rotate:
-        _check_rotatable(store, grant, profile)
     import sys
 
     confirm = (lambda question: typer.confirm(question, abort=True)) if sys.stdin.isatty() else None
@@ -186,20 +184,3 @@ def _apply(provider: str, env: str, grant: str | None, yes: bool, overrides: dic
                            notify=output.say, yes=yes, confirm=confirm)
     output.apply_report(result, json_out, show_secrets)
 
-
-def _check_rotatable(store: Any, grant: str | None, profile: Any) -> None:
-    """Refuse ``--rotate`` when the grant it names (``--grant``, else the default name) holds no credential yet:
-    there is nothing to rotate, and creating one instead would not be what was asked.
-
-    Raises:
-        BadInput: names the grant and the environment.
-    """
-    from provision.errors import BadInput
-    from provision.state import check_grant_name, default_grant_name
-
-    name = check_grant_name(grant) if grant is not None else default_grant_name(profile.prefix, profile.buckets)
-    state = store.load() if store.exists() else None
-    record = state.grants.get(name) if state is not None else None
-    if record is None or record.grant is None:
-        raise BadInput(f"nothing to rotate: environment {store.env!r} holds no credential for grant {name!r}",
-                       "drop --rotate to create it, or pass the --grant NAME of an existing grant")
