@@ -37,7 +37,7 @@ def atomic_open(path: Path, mode: int = 0o600, *, text: bool = False, encoding: 
     Raises:
         OSError: the directory is not writable, the disk is full, ...; and whatever the block raises.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary(path)
     try:
         fh: IO[Any] = (os.fdopen(fd, "w", encoding=encoding, newline="\n") if text else os.fdopen(fd, "wb"))
     except BaseException:
@@ -57,6 +57,65 @@ def atomic_open(path: Path, mode: int = 0o600, *, text: bool = False, encoding: 
         except FileNotFoundError:
             pass
         raise
+
+
+def _temporary(path: Path) -> tuple[int, str]:
+    """Create the temporary file for a new content of ``path``: ``.<name>.<pid>.<random>.tmp`` next to it, mode
+    0600, after removing the ones earlier writers that were killed left there (`remove_orphan_temporaries`).
+    Returns the open descriptor and the file's path."""
+    remove_orphan_temporaries(path)
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+
+
+def remove_orphan_temporaries(path: Path, *, every_name: bool = False) -> list[Path]:
+    """Remove the temporary files that writers of ``path`` killed between writing and renaming left next to it
+    (a SIGKILL or power loss runs no clean-up; such a file may hold a secret, such as a copy of the state).
+
+    A temporary file is ``.<name>.<pid>.<random>.tmp`` (`atomic_open`, `replace_all`); it is an orphan when no
+    process ``pid`` runs on this machine. Files of running processes (other users' included), of this process, and
+    anything else are left alone.
+
+    Args:
+        path: the file whose temporary files to look for; its directory need not exist.
+        every_name: look for the orphans of every file of ``path``'s directory, not only ``path``'s (for
+            directories only provision writes to, such as the state directory).
+
+    Returns:
+        The paths removed (empty when none).
+    """
+    lead = "." if every_name else f".{path.name}."
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not (entry.name.startswith(lead) and entry.name.endswith(".tmp")):
+            continue
+        middle = entry.name[len(lead):-len(".tmp")]
+        if every_name:  # <name>.<pid>.<random>: the name may hold dots, the random part holds none
+            middle = middle.rsplit(".", 2)[-2] + "." if middle.count(".") >= 2 else ""
+        pid, dot, _ = middle.partition(".")
+        if not (dot and pid.isdigit()) or int(pid) in (0, os.getpid()) or _running(int(pid)):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """True when a process ``pid`` exists on this machine (whoever owns it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -183,7 +242,7 @@ class _Staged:
 def _stage(real: Path, data: bytes, mode: int, owner: os.stat_result | None) -> str:
     """Write ``data`` to a new temporary file next to ``real``, with ``mode`` and ``owner``'s uid/gid. Returns its
     path. Raises OSError (the temporary file removed)."""
-    fd, tmp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp")
+    fd, tmp = _temporary(real)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

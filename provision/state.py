@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from provision.errors import BadInput
-from provision.files import atomic_write
+from provision.files import atomic_write, remove_orphan_temporaries
 from provision.models import Grant, Resource
 from provision.names import check_env_name
 
@@ -317,6 +317,12 @@ class StateStore:
         private_dir(self.directory)
         state.updated_at = datetime.now(timezone.utc)
         atomic_write(self.path, (state.model_dump_json(indent=2) + "\n").encode())
+
+    def delete(self) -> None:
+        """Remove the state file, and any temporary copy of it a killed run left (`remove_orphan_temporaries`);
+        nothing happens when there is none."""
+        self.path.unlink(missing_ok=True)
+        remove_orphan_temporaries(self.path, every_name=True)
 
     @contextmanager
     def lock(self) -> Iterator[None]:

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Protocol
 
 from tests.conftest import REPO
@@ -39,6 +40,14 @@ def provision_process(*args: str) -> Iterator[subprocess.Popen[bytes]]:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def state_files() -> list[str]:
+    """The names of every file left in the state directory (``PROVISION_STATE_DIR``), hidden ones included: after
+    a ``destroy`` of the only env there must be none (a temporary copy of the state a killed run left holds its
+    secrets)."""
+    directory = Path(os.environ["PROVISION_STATE_DIR"])
+    return sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
 
 
 def sigkill(process: subprocess.Popen[bytes]) -> None:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from tests.conftest import AzureAdmin, Cli
-from tests.kills import run_and_kill
+from tests.kills import run_and_kill, state_files
 
 SIGNATURE = re.compile(r"sig=([A-Za-z0-9%+/=]+)")
 
@@ -59,7 +59,7 @@ def test_kill_at_any_point_then_rerun_and_destroy_leaves_nothing(cli: Cli, azure
         untracked += [(k, s) for s in signatures(workdir) if s != token.group(1)]
         done = cli("destroy", "--env", "sandbox", "--yes")
         assert done.exit_code == 0, (k, done.output)
-        assert not Path(os.environ["PROVISION_STATE_DIR"], "sandbox.json").exists(), k
+        assert state_files() == [], k
         orphans += live(azure_admin, p)
         untracked += [(k, s) for s in signatures(workdir)]
         k += 1

@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import Cli, GcsAdmin
 from tests.gcp_fake import FakeGoogle
-from tests.kills import provision_process, sigkill
+from tests.kills import provision_process, sigkill, state_files
 from tests.test_gcs import PROJECT, gcs, sa_email
 from tests.test_ownership_gcs import live_of
 
@@ -101,6 +101,7 @@ def test_kill_after_every_mutating_request_then_rerun_and_destroy_leaves_nothing
         assert done.exit_code == 0, (k, points[-1], done.output)
         orphans += live_of(google, gcs_admin, f"{p}-")
         assert tracked() == [], (k, points[-1], tracked())
+        assert state_files() == [], (k, points[-1])
         k += 1
     print(f"gcs {' '.join(flags)} kill points tried: {len(points)} ({'; '.join(points)}); orphans: {orphans}; "
           f"untracked keys after re-run: {untracked}")

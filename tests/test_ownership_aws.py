@@ -13,7 +13,7 @@ import pytest
 
 from provision import sandbox
 from tests.conftest import Admin, Cli
-from tests.kills import run_and_kill
+from tests.kills import run_and_kill, state_files
 
 SANDBOX_ENVS = ("a", "b")
 
@@ -171,6 +171,7 @@ def test_kill_at_any_point_then_rerun_and_destroy_leaves_nothing(cli: Cli, admin
                 Bucket=f"{p}-private").get("Contents", []))))
             done = cli("destroy", "--env", "sandbox", "--yes", "--delete-data")
         assert done.exit_code == 0, (k, done.output)
+        assert state_files() == [], k
         orphans += live(admin, p)
         k += 1
     strays = [b["Name"] for b in admin.s3.list_buckets()["Buckets"] if b["Name"].startswith("provision-verify-")

@@ -397,3 +397,40 @@ def test_merge_env_keeps_every_byte_but_the_values(existing: str, expected: str)
     from provision.render import ENV_KEYS, merge_env
 
     assert merge_env(existing, "# h\nSTORAGE_PROVIDER=minio\n", ENV_KEYS) == expected
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write_and_by_destroy(tmp_path: Path) -> None:
+    """A writer SIGKILLed between writing and renaming leaves ``.<name>.<pid>.<random>.tmp`` (it may hold a secret:
+    a copy of the state). The next write of that file, and `StateStore.delete` (destroy), remove it; a temporary
+    file of a running process is left alone."""
+    store = StateStore("e1", tmp_path / "state")
+    store.directory.mkdir(mode=0o700)
+    store.path.write_text("{}")
+    writer = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from provision.files import atomic_open\n"
+         "with atomic_open(Path(sys.argv[1])) as fh:\n"
+         "    fh.write(b'sig=SECRET'); fh.flush(); print('written', flush=True); time.sleep(60)\n",
+         str(store.path)], env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == b"written\n"
+        (orphan,) = store.directory.glob(".e1.json.*.tmp")
+        assert orphan.name.startswith(f".e1.json.{writer.pid}.") and orphan.read_bytes() == b"sig=SECRET"
+        files_module.atomic_write(store.path, b"{}")  # the writer still runs: its file stays
+        assert orphan.exists()
+    finally:
+        writer.kill()
+        writer.wait()
+    files_module.atomic_write(tmp_path / "state" / "e2.json", b"{}")  # another file's write leaves it alone
+    assert orphan.exists()
+    other = store.directory / f".e3.json.{writer.pid}.x1y2.tmp"  # another env's, its writer killed too
+    other.write_bytes(b"sig=SECRET")
+    running = store.directory / f".e4.json.{os.getppid()}.x1y2.tmp"  # its writer runs
+    running.write_bytes(b"")
+    store.delete()  # removes the orphans of every file of the state directory
+    assert sorted(p.name for p in store.directory.iterdir()) == [running.name, "e2.json"]
+    running.unlink()
+
+    orphan.write_bytes(b"sig=SECRET")  # the same left by a killed run, found by the next save instead
+    store.save(store.load())
+    assert sorted(p.name for p in store.directory.iterdir()) == ["e1.json", "e2.json"]

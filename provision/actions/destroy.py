@@ -110,7 +110,7 @@ def destroy(store: StateStore, *, grant: str | None = None, yes: bool = False, d
             else:
                 from provision.migrate_cache import cache_path
 
-                store.path.unlink(missing_ok=True)
+                store.delete()
                 cache_path(store.env).unlink(missing_ok=True)  # migrate's checksums for buckets that are gone
     return DestroyResult(env=store.env, dry_run=dry_run, changes=changes, kept=kept,
                          rendered=rendered if not dry_run else [], grants=done,

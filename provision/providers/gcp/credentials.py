@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import CloudRefused
-from provision.files import atomic_write
+from provision.files import atomic_write, remove_orphan_temporaries
 from provision.ledger import Plan
 from provision.models import Grant, KeyFile, KeyPair, Resource
 from provision.providers.gcp.intents import live_keys, record_intent, settle
@@ -276,4 +276,10 @@ def delete_key(clients: GcsClients, by_email: bool, state: Any, resource: Resour
             plan.note("no change", resource.kind, resource.name, "already gone")
     plan.forget(resource.kind, resource.name)
     if resource.kind == "sa_key" and state.find(resource.kind, resource.name) is None:  # forgotten: not a dry run
-        key_file_path(state.env, resource.name).unlink(missing_ok=True)
+        path = key_file_path(state.env, resource.name)
+        path.unlink(missing_ok=True)
+        remove_orphan_temporaries(path, every_name=True)
+        try:
+            path.parent.rmdir()  # the last key file of every env gone: no empty keys/ left behind
+        except OSError:
+            pass
