@@ -25,7 +25,23 @@ class RequestLog(Protocol):
 
     def reset_log(self) -> None: ...
 
+    def log(self) -> list[dict[str, Any]]: ...
+
     def mutating(self) -> list[dict[str, Any]]: ...
+
+
+SETTLE_SECONDS = 10.0
+"""How long `settle` waits at most for the emulator to answer the requests a killed process left in flight."""
+
+
+def settle(log: RequestLog, limit: float = SETTLE_SECONDS) -> None:
+    """Wait until every request in ``log`` has been answered (its entry has a ``status``), at most ``limit``
+    seconds: the log holds a request from its arrival, and the emulator carries out a request whose client was
+    killed meanwhile; what the test reads next must see its outcome. Requests never answered (the body was cut
+    off by the kill) are waited for only until ``limit``."""
+    deadline = time.monotonic() + limit
+    while any("status" not in e for e in log.log()) and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS * 4)
 
 
 @contextmanager
@@ -66,6 +82,7 @@ def run_and_kill(log: RequestLog, k: int, *args: str) -> int | None:
             if seen >= k:
                 sigkill(process)
                 process.wait()
+                settle(log)
                 return seen
             time.sleep(POLL_SECONDS)
         return None

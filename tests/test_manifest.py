@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -241,9 +242,38 @@ def test_images_are_read_while_the_listing_goes_on(cli: Cli, admin: Admin, prefi
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda k: admin.s3.put_object(Bucket=bucket, Key=k, Body=b"not a jpeg"), reversed(keys)))
     store = open_store(StateStore("sandbox").load().one(None, "the test"), bucket)
+    read_one = threading.Event()
+    waited: list[bool] = []
+
+    class Store:
+        """The real store; its listing holds the second page back until one image read has been answered
+        (at most 30 s), so the order below does not depend on thread scheduling."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        def list(self, prefix: str) -> Any:
+            for n, obj in enumerate(store.list(prefix)):
+                yield obj
+                if n == 99:  # the last key of the first page: the second is requested after this
+                    waited.append(read_one.wait(30))
+
+        def read(self, key: str) -> bytes:
+            try:
+                return store.read(key)
+            finally:
+                read_one.set()
+
+        def read_range(self, key: str, start: int, length: int) -> bytes:
+            try:
+                return store.read_range(key, start, length)
+            finally:
+                read_one.set()
+
     admin.reset_log()
     with listing_pages(admin.info.s3.endpoint_url, 100):
-        manifest = build_manifest(store, "img/", concurrency=4)
+        manifest = build_manifest(Store(), "img/", concurrency=4)  # type: ignore[arg-type]
+    assert waited == [True]  # an image was read while the listing was still on its first page
     assert [p.key for p in manifest.problems] == keys  # every "image" was read (and found not to be one)
     log = [e for e in admin.log() if e["method"] == "GET"]
     lists = [i for i, e in enumerate(log) if "list-type=2" in e["query"]]

@@ -266,7 +266,7 @@ def test_key_expiry_and_status_of_an_expired_key(cli: Cli, minio: Minio) -> None
 
     soon = datetime.now(timezone.utc) + timedelta(seconds=12)
     _ok(cli("s3", "--env", "sandbox", "--issuer", "minio", bucket, "--key-expiry",
-            soon.strftime("%Y-%m-%dT%H:%M:%SZ"), "--rotate"))
+            soon.strftime("%Y-%m-%dT%H:%M:%SZ"), "--rotate", "--no-verify"))  # a slow verify outlives the key
     time.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 1.5)
     status = cli("status", "--env", "sandbox", "--json")
     problems = [f"{row['problem']}: {row['wanted']}" for row in json.loads(status.stdout)["rows"]]
