@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
@@ -18,6 +18,9 @@ from provision.errors import BadInput, CloudRefused, PartialFailure, ProvisionEr
 from provision.ledger import Plan
 from provision.models import Access, Grant, Resource
 from provision.profiles import Profile
+
+if TYPE_CHECKING:
+    from provision.providers.owner_marks import MarkStore
 
 __all__ = ["PROBE_AUTHS", "PROBE_WORKERS", "PROVIDERS", "BaseProvider", "Plan", "Probe", "VerifyRow",
            "grant_credential", "load_provider", "run_concurrently", "run_probes", "sdk_attempts"]
@@ -271,9 +274,17 @@ class BaseProvider(ABC):
     def delete_resource(self, state: Any, resource: Resource, plan: Plan, delete_data: bool) -> None:
         """Delete one created resource through ``plan`` (one that is already gone counts as deleted: note it)."""
 
+    def mark_store(self, state: Any) -> MarkStore | None:
+        """The owner-mark reader/writer `destroy` hands resources over with (`provision.providers.owner_marks`);
+        None when this provider has none, or ``state`` adopted nothing that could carry share marks (so destroy
+        makes no mark request). The base has none."""
+        return None
+
     def destroy(self, state: Any, plan: Plan, delete_data: bool) -> list[str]:
         """Delete, newest first, what state marks as created (never an adopted resource), forgetting each in
-        state as it goes.
+        state as it goes; before that, take over what another state handed over to this one
+        (`provision.providers.owner_marks.take_over`), and after it drop this state's share marks from what it
+        adopted (`provision.providers.owner_marks.leave`), both through `mark_store`.
 
         Args:
             state: the grant's record. plan: the ledger.
@@ -285,8 +296,30 @@ class BaseProvider(ABC):
 
         Raises:
             BadInput: a created bucket is not empty and ``delete_data`` is False. PartialFailure: the cloud
-                refused a deletion (state keeps what still exists).
+                refused a deletion or a mark's read or change (state keeps what still exists).
         """
+        from provision.providers.owner_marks import leave, take_over
+
+        self._marks(take_over, plan, state)
+        kept = self._delete_created(state, plan, delete_data)
+        self._marks(leave, plan, state)
+        return kept
+
+    def _marks(self, step: Callable[[Plan, Any, MarkStore], Any], plan: Plan, state: Any) -> None:
+        """Run ``step(plan, state, store)`` with `mark_store` (nothing when it is None); the cloud's refusal
+        becomes `PartialFailure`."""
+        try:
+            store = self.mark_store(state)
+            if store is not None:
+                step(plan, state, store)
+        except ProvisionError:
+            raise
+        except self.refused_errors() + self.unreachable_errors() as exc:
+            raise PartialFailure(f"{self.service} refused an owner-mark read or change: {self.describe(exc)}",
+                                 "state keeps what still exists; fix the cause and run destroy again") from None
+
+    def _delete_created(self, state: Any, plan: Plan, delete_data: bool) -> list[str]:
+        """The deletions of `destroy`. Returns the adopted resources left in place (``kind name``)."""
         ours = [r for r in reversed(state.resources) if r.created]
         try:
             if not delete_data:

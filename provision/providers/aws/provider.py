@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
-from provision.errors import BadInput, CloudRefused, PartialFailure, ProvisionError
+from provision.errors import BadInput, CloudRefused, ProvisionError
 from provision.models import Access, Grant, KeyPair, Resource
 from provision.names import check_s3_bucket, resolve_buckets
 from provision.policies import IAM_ROLE_INLINE_LIMIT, IAM_USER_INLINE_LIMIT, policy_json, s3_policy
@@ -208,25 +208,9 @@ class AwsProvider(BaseProvider):
         """The owner-mark tag reader/writer on the admin clients."""
         return marks.Tags(self.client("s3"), self.client("iam"))
 
-    def destroy(self, state: Any, plan: Plan, delete_data: bool) -> list[str]:
-        """`BaseProvider.destroy`, after taking over what another state handed over to this one
-        (`provision.providers.aws.marks.take_over`), then dropping this state's share tags from what it adopted
-        (`provision.providers.aws.marks.leave`).
-
-        Raises:
-            PartialFailure: AWS refused a tag read or change (state keeps what still exists); as the base.
-        """
-        self._marks(marks.take_over, plan, state)
-        kept = super().destroy(state, plan, delete_data)
-        self._marks(marks.leave, plan, state)
-        return kept
-
-    def _marks(self, step: Any, plan: Plan, state: Any) -> None:
-        try:
-            step(plan, state, self.tagger())
-        except self.refused_errors() + self.unreachable_errors() as exc:
-            raise PartialFailure(f"{self.service} refused a tag change: {self.describe(exc)}",
-                                 "state keeps what still exists; fix the cause and run destroy again") from None
+    def mark_store(self, state: Any) -> marks.Tags:
+        """`BaseProvider.mark_store`: S3 bucket and IAM tags (`provision.providers.aws.marks.Tags`)."""
+        return self.tagger()
 
     # ---- verify and data --------------------------------------------------------------------------------------
     def verify(self, state: Any) -> list[VerifyRow]:

@@ -18,7 +18,7 @@ import os
 from datetime import datetime, timezone
 from typing import Any
 
-from provision.errors import BadInput, CloudRefused, PartialFailure, ProvisionError
+from provision.errors import BadInput, CloudRefused, ProvisionError
 from provision.models import Grant, Resource
 from provision.names import check_container, resolve_buckets
 from provision.profiles import Profile
@@ -217,22 +217,16 @@ class AzureProvider(BaseProvider):
         self.sas_revoked = False
         account = state.find("storage_account", self.options.account or "")
         account_gone = not self.data_plane and account is not None and account.created
-        self._shares(marks.take_over, plan, state)
         kept = super().destroy(state, plan, delete_data)
-        self._shares(marks.leave, plan, state)
         account_gone = account_gone and state.find("storage_account", account.name) is None  # not handed over
         return kept + destroy.credentials_left(self, state, account_gone)
 
-    def _shares(self, step: Any, plan: Plan, state: Any) -> None:
-        """Run ``step(plan, state, marker)`` (`marks.take_over` / `marks.leave`) when the state adopted a marked
-        resource; Azure's refusal becomes `PartialFailure`."""
+    def mark_store(self, state: Any) -> Any:
+        """`BaseProvider.mark_store`: container metadata and ARM tags (`provision.providers.azure.marks`); None
+        when the state adopted no marked resource (then finding the account's target makes no request)."""
         if not any(r.kind in marks.MARKED_KINDS and not r.created for r in state.resources):
-            return
-        try:
-            step(plan, state, destroy.target(self, state).marker)
-        except self.refused_errors() + self.unreachable_errors() as exc:
-            raise PartialFailure(f"{self.service} refused a tag or metadata change: {self.describe(exc)}",
-                                 "state keeps what still exists; fix the cause and run destroy again") from None
+            return None
+        return destroy.target(self, state).marker
 
     # ---- verify and data ------------------------------------------------------------------------------------
     def verify(self, state: Any) -> list[VerifyRow]:

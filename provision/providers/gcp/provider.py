@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from provision.errors import PartialFailure, ProvisionError
+from provision.errors import ProvisionError
 from provision.ledger import Plan
 from provision.models import Ambient, Grant, KeyFile, KeyPair, Resource
 from provision.names import check_gcs_bucket, resolve_buckets
@@ -32,7 +32,7 @@ from provision.providers.gcp.credentials import (
     sa_path,
 )
 from provision.providers.gcp.intents import INTENT_KINDS, settle, settle_all
-from provision.providers.gcp.marks import GcsMarks, hand_over, leave, stays, take_over
+from provision.providers.gcp.marks import GcsMarks, hand_over, stays
 from provision.providers.gcp.objects import GcsObjects
 from provision.providers.gcp.options import SANDBOX_NOTE, GcsOptions
 from provision.providers.gcp.verify import verify as verify_grant
@@ -202,25 +202,9 @@ class GcsProvider(BaseProvider):
         return GcsMarks(self.clients.storage(), None if self.clients.emulated else self.clients,
                         self.options.by_email)
 
-    def destroy(self, state: Any, plan: Plan, delete_data: bool) -> list[str]:
-        """`BaseProvider.destroy`, after taking over what another state handed over to this one
-        (`provision.providers.gcp.marks.take_over`), then dropping this state's share marks from what it adopted
-        (`provision.providers.gcp.marks.leave`).
-
-        Raises:
-            PartialFailure: Google refused a mark's read or change (state keeps what still exists); as the base.
-        """
-        self._marks(take_over, plan, state)
-        kept = super().destroy(state, plan, delete_data)
-        self._marks(leave, plan, state)
-        return kept
-
-    def _marks(self, step: Any, plan: Plan, state: Any) -> None:
-        try:
-            step(plan, state, self.markers())
-        except self.refused_errors() + self.unreachable_errors() as exc:
-            raise PartialFailure(f"{self.service} refused an owner-mark change: {self.describe(exc)}",
-                                 "state keeps what still exists; fix the cause and run destroy again") from None
+    def mark_store(self, state: Any) -> GcsMarks:
+        """`BaseProvider.mark_store`: bucket labels and service-account descriptions (`markers`)."""
+        return self.markers()
 
     def delete_resource(self, state: Any, resource: Resource, plan: Plan, delete_data: bool) -> None:
         """Delete one created resource: a key (an HMAC key deactivated first; a key file removed with its key),
