@@ -8,47 +8,30 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import ConfigDict, ValidationError
 
 from provision.errors import BadInput, a_or_an
 from provision.models import Access
-from provision.names import check_env_name, url_problem
+from provision.names import check_env_name
+from provision.providers.aws.options import AwsFields
+from provision.providers.azure.options import AzureFields
+from provision.providers.gcp.options import GcsFields
 from provision.resources import packaged
 
 
-class Profile(BaseModel):
-    """The validated inputs of one provisioning run.
+class Profile(AwsFields, AzureFields, GcsFields):
+    """The validated inputs of one provisioning run: the fields every provider takes (below) and each provider's
+    own (`provision.providers.aws.options.AwsFields`, `provision.providers.azure.options.AzureFields`,
+    `provision.providers.gcp.options.GcsFields`; a field two providers share, such as ``location``, means the
+    same to both).
 
     Attributes:
         provider: ``s3`` | ``azure`` | ``gcs``; a profile for another provider is refused by the wrong command.
         buckets: explicit bucket names; empty means "use ``prefix``".
         prefix: Supervisely prefix: buckets ``<prefix>-public`` and ``<prefix>-private``.
         access: readonly (default) or full.
-        iam_role: AWS IAM-role mode: this role + instance profile, no user, no key.
-        user: AWS IAM user name (default ``provision-<prefix or first bucket>-<access>``).
-        region: cloud region (AWS default: the SDK's configured region, else ``us-east-1``).
-        endpoint_url: an S3-compatible endpoint (MinIO, the sandbox); None for AWS itself.
-        issuer: S3: who issues the credential, ``aws-iam`` (IAM's API) or ``minio`` (MinIO's admin API); None:
-            detected from the endpoint.
-        iam_endpoint_url: S3 ``aws-iam``: the IAM endpoint when it is not the S3 endpoint (Wasabi).
-        key_expiry: S3 ``minio``: the access key's lifetime (``30d``, ``12h`` or an ISO-8601 UTC instant).
         sandbox: take endpoints and admin credentials from the running ``provision sandbox``.
-        account: Azure storage account name.
-        resource_group: Azure resource group (default ``provision-<account>``).
-        location: Azure location (default ``westeurope``) or GCS bucket location (default ``US``).
-        subscription: Azure subscription id (default ``AZURE_SUBSCRIPTION_ID``, else the only one listed).
-        connection_string: Azure data-plane-only mode: an existing account's connection string, no management call.
-        sas_expiry: Azure SAS lifetime: ``Nd``, ``Nh`` or an ISO-8601 UTC instant (default ``30d``).
-        renew_before: Azure: renew the stored SAS when less than this remains (``Nd``/``Nh``, default ``7d``).
-        account_key: Azure: hand out the account name + key1 instead of a SAS (full access).
-        keyless: no secret at all: Azure RBAC for ``principal_id``; GCS: the VM's attached service account.
-        principal_id: Azure ``--keyless``: the managed identity's principal (object) id.
-        harden: change an adopted bucket's / account's insecure settings instead of only reporting them.
-        project: GCP project id.
-        service_account: GCS service-account id (default ``provision-<prefix or first bucket>-<access>``).
-        hmac: GCS: an HMAC key for the S3-interoperable endpoint instead of a JSON key file.
         adopt: take over resources another provision state marked as its own (``--adopt``).
-        shared_account: Azure: accept that the account SAS also reaches containers outside the grant.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -57,48 +40,23 @@ class Profile(BaseModel):
     buckets: list[str] = []
     prefix: str | None = None
     access: Access = Access.readonly
-    iam_role: str | None = None
-    user: str | None = None
-    region: str | None = None
-    endpoint_url: str | None = None
-    issuer: Literal["aws-iam", "minio"] | None = None
-    iam_endpoint_url: str | None = None
-    key_expiry: str | None = None
     sandbox: bool = False
-    account: str | None = None
-    resource_group: str | None = None
-    location: str | None = None
-    subscription: str | None = None
-    connection_string: str | None = None
-    sas_expiry: str | None = None
-    renew_before: str | None = None
-    account_key: bool = False
-    keyless: bool = False
-    principal_id: str | None = None
-    harden: bool = False
-    project: str | None = None
-    service_account: str | None = None
-    hmac: bool = False
     adopt: bool = False
-    shared_account: bool = False
-
-    @field_validator("endpoint_url", "iam_endpoint_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        problem = None if value is None else url_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
 
 
 PROVIDER_FIELDS: dict[str, set[str]] = {
-    "s3": {"iam_role", "user", "region", "endpoint_url", "issuer", "iam_endpoint_url", "key_expiry"},
-    "azure": {"account", "resource_group", "location", "subscription", "connection_string", "sas_expiry",
-              "renew_before", "account_key", "keyless", "principal_id", "harden", "shared_account"},
-    "gcs": {"location", "project", "service_account", "hmac", "keyless", "harden"},
+    "s3": set(AwsFields.model_fields),
+    "azure": set(AzureFields.model_fields),
+    "gcs": set(GcsFields.model_fields),
 }
 """The provider-specific fields each provider accepts; the rest (provider, buckets, prefix, access, sandbox) are
 common (as is ``adopt``). A profile that sets another provider's field is refused rather than silently ignored."""
+
+
+def options_of(provider: str) -> list[str]:
+    """The profile fields ``provider`` (``s3`` | ``azure`` | ``gcs``) accepts: the common ones, then its own."""
+    common = [f for f in Profile.model_fields if not any(f in fields for fields in PROVIDER_FIELDS.values())]
+    return common + [f for f in Profile.model_fields if f in PROVIDER_FIELDS.get(provider, set())]
 
 
 SECRET_OPTIONS = frozenset({"connection_string"})
@@ -195,8 +153,8 @@ def load_profile(env: str, overrides: dict[str, Any], provider: str) -> Profile:
             raise BadInput(f"invalid option {key!r} ({flag_of(key)}{shown}): {err['msg']}", "fix the value") from None
         if err["type"] == "extra_forbidden":
             name = repr(key) if OPTION_NAME.match(key) else "(a key that is no option name)"
-            raise BadInput(f"unknown option {name} in {where}", f"remove it; the options are: "
-                           f"{', '.join(Profile.model_fields)}") from None
+            raise BadInput(f"unknown option {name} in {where}", f"remove it; the options of `provision "
+                           f"{provider}` are: {', '.join(options_of(provider))}") from None
         loc = ".".join(str(p) for p in err["loc"]) or "profile"
         raise BadInput(f"invalid option {loc!r} in {where}: {err['msg']}", "fix the value or remove it") from None
     if profile.provider is not None and profile.provider != provider:

@@ -354,9 +354,9 @@ class BaseProvider(ABC):
 
 
 PROVIDERS = {
-    "s3": ("provision.providers.aws", "AwsProvider", "boto3", "all"),
-    "azure": ("provision.providers.azure", "AzureProvider", "azure-storage-blob", "azure"),
-    "gcs": ("provision.providers.gcp", "GcsProvider", "google-cloud-storage", "gcs"),
+    "s3": ("provision.providers.aws.provider", "AwsProvider", "boto3", "all"),
+    "azure": ("provision.providers.azure.provider", "AzureProvider", "azure-storage-blob", "azure"),
+    "gcs": ("provision.providers.gcp.provider", "GcsProvider", "google-cloud-storage", "gcs"),
 }
 """Provider name -> (module, class, the SDK package it needs, the pip extra that installs it)."""
 

@@ -15,8 +15,9 @@ USER_PREFIX = "provision-"
 """Default IAM user names start with this."""
 
 
-class AwsOptions(BaseModel):
-    """The options only ``provision s3`` takes.
+class AwsFields(BaseModel):
+    """The profile fields only ``provision s3`` takes (`provision.profiles.Profile` is composed of these and the
+    other providers' fields).
 
     Attributes:
         iam_role: IAM-role mode: this role + an instance profile of the same name, no user, no key.
@@ -45,10 +46,16 @@ class AwsOptions(BaseModel):
     @field_validator("endpoint_url", "iam_endpoint_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
+        """Refuse a malformed endpoint URL (`provision.names.url_problem`) as a field error, so the profile
+        loader names the flag or the profile line."""
         problem = None if value is None else url_problem(value)
-        if problem:  # the profile (provision.profiles.Profile) refuses it first, naming the flag
+        if problem:
             raise ValueError(problem)
         return value
+
+
+class AwsOptions(AwsFields):
+    """The options only ``provision s3`` takes (`AwsFields`), with their cross-field rules and defaults."""
 
     @model_validator(mode="after")
     def _region(self) -> AwsOptions:

@@ -58,8 +58,9 @@ class Credential:
     renew_before: timedelta
 
 
-class AzureOptions(BaseModel):
-    """The options only ``provision azure`` takes (see `provision.profiles.Profile` for their meaning).
+class AzureFields(BaseModel):
+    """The profile fields only ``provision azure`` takes (`provision.profiles.Profile` is composed of these and
+    the other providers' fields).
 
     Attributes:
         account: storage account name (management mode; must match a connection string's).
@@ -73,6 +74,7 @@ class AzureOptions(BaseModel):
         keyless: RBAC for ``principal_id``, no secret.
         principal_id: the managed identity's principal (object) id.
         harden: change an adopted account's / container's insecure settings instead of only reporting them.
+        shared_account: accept that the account SAS also reaches containers outside the grant.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -88,6 +90,11 @@ class AzureOptions(BaseModel):
     keyless: bool = False
     principal_id: str | None = None
     harden: bool = False
+    shared_account: bool = False
+
+
+class AzureOptions(AzureFields):
+    """The options only ``provision azure`` takes (`AzureFields`), with their rules and defaults."""
 
     @classmethod
     def of(cls, profile: BaseModel) -> AzureOptions:

@@ -7,11 +7,17 @@ fields and their rules), `sdk` (the one seam to Google's SDKs: clients, credenti
 table), `objects` (`GcsObjects`, `GcsTransfer`).
 """
 
-from provision.providers.gcp.credentials import key_file_path
-from provision.providers.gcp.objects import GcsObjects, GcsTransfer
-from provision.providers.gcp.options import SANDBOX_NOTE, GcsOptions
-from provision.providers.gcp.provider import GcsProvider
-from provision.providers.gcp.sdk import IAM_ENDPOINT_ENV
+from provision.providers import lazy_exports
+
+__getattr__ = lazy_exports(__name__, {
+    "key_file_path": "credentials",
+    "GcsObjects": "objects",
+    "GcsTransfer": "objects",
+    "SANDBOX_NOTE": "options",
+    "GcsOptions": "options",
+    "GcsProvider": "provider",
+    "IAM_ENDPOINT_ENV": "sdk",
+})
 
 __all__ = ["IAM_ENDPOINT_ENV", "SANDBOX_NOTE", "GcsObjects", "GcsOptions", "GcsProvider", "GcsTransfer",
            "key_file_path"]

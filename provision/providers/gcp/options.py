@@ -24,8 +24,9 @@ https://cloud.google.com/storage/docs/locations)."""
 _SANDBOX_PROJECT = re.compile(r"^[a-z][-a-z0-9]{0,29}$")
 
 
-class GcsOptions(BaseModel):
-    """The profile fields only ``provision gcs`` reads.
+class GcsFields(BaseModel):
+    """The profile fields only ``provision gcs`` reads (`provision.profiles.Profile` is composed of these and the
+    other providers' fields).
 
     Attributes:
         project: the GCP project id (required outside the sandbox; in the sandbox only a label).
@@ -45,6 +46,10 @@ class GcsOptions(BaseModel):
     hmac: bool = False
     keyless: bool = False
     harden: bool = False
+
+
+class GcsOptions(GcsFields):
+    """The Cloud Storage options (`GcsFields`), with their rules (`check`) and defaults."""
 
     @classmethod
     def of(cls, profile: Any) -> GcsOptions:
