@@ -319,8 +319,9 @@ class StateStore:
         atomic_write(self.path, (state.model_dump_json(indent=2) + "\n").encode())
 
     def delete(self) -> None:
-        """Remove the state file, and any temporary copy of it a killed run left (`remove_orphan_temporaries`);
-        nothing happens when there is none."""
+        """Remove the state file, then every temporary file killed runs left in the state directory (a copy of
+        this env's state or another's; `provision.files.remove_orphan_temporaries`). Nothing happens when there is
+        none. Raises OSError when the directory cannot be written."""
         self.path.unlink(missing_ok=True)
         remove_orphan_temporaries(self.path, every_name=True)
 
