@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -83,20 +84,17 @@ def remove_orphan_temporaries(path: Path, *, every_name: bool = False) -> list[P
     Returns:
         The paths removed (empty when none).
     """
-    lead = "." if every_name else f".{path.name}."
     removed = []
     try:
         entries = list(os.scandir(path.parent))
     except OSError:
         return removed
     for entry in entries:
-        if not (entry.name.startswith(lead) and entry.name.endswith(".tmp")):
+        found = _TEMPORARY.match(entry.name)
+        if found is None or not (every_name or found["name"] == path.name):
             continue
-        middle = entry.name[len(lead):-len(".tmp")]
-        if every_name:  # <name>.<pid>.<random>: the name may hold dots, the random part holds none
-            middle = middle.rsplit(".", 2)[-2] + "." if middle.count(".") >= 2 else ""
-        pid, dot, _ = middle.partition(".")
-        if not (dot and pid.isdigit()) or int(pid) in (0, os.getpid()) or _running(int(pid)):
+        pid = int(found["pid"])
+        if pid in (0, os.getpid()) or process_running(pid):
             continue
         try:
             if entry.is_file(follow_symlinks=False):
@@ -107,8 +105,12 @@ def remove_orphan_temporaries(path: Path, *, every_name: bool = False) -> list[P
     return removed
 
 
-def _running(pid: int) -> bool:
-    """True when a process ``pid`` exists on this machine (whoever owns it)."""
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+"""A temporary file of `_temporary`: ``.<name>.<pid>.<random>.tmp`` (mkstemp's random part holds no dot)."""
+
+
+def process_running(pid: int) -> bool:
+    """True when a process ``pid`` exists on this machine, whoever owns it (another user's answers EPERM)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from provision.errors import BadInput, MissingExtra
-from provision.files import atomic_write
+from provision.files import atomic_write, process_running
 from provision.state import private_dir, state_dir
 
 SANDBOX_REGION = "us-east-1"
@@ -239,17 +239,7 @@ def _info_path() -> Path:
 
 def is_running(pid: int) -> bool:
     """True while process ``pid`` exists (the sandbox server's, as recorded in endpoints.json)."""
-    return _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_running(pid)
 
 
 def read_info() -> SandboxInfo | None:
@@ -258,7 +248,7 @@ def read_info() -> SandboxInfo | None:
     if not path.exists():
         return None
     info = SandboxInfo.model_validate_json(path.read_text())
-    return info if _alive(info.pid) else None
+    return info if process_running(info.pid) else None
 
 
 def require_info() -> SandboxInfo:
@@ -380,14 +370,14 @@ def down() -> bool:
     if not path.exists():
         return False
     info = SandboxInfo.model_validate_json(path.read_text())
-    running = _alive(info.pid)
+    running = process_running(info.pid)
     if running:
         os.kill(info.pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while _alive(info.pid) and time.monotonic() < deadline:
+        while process_running(info.pid) and time.monotonic() < deadline:
             _reap(info.pid)
             time.sleep(0.05)
-        if _alive(info.pid):
+        if process_running(info.pid):
             os.kill(info.pid, signal.SIGKILL)
             _reap(info.pid)
     path.unlink(missing_ok=True)
