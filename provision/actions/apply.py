@@ -87,14 +87,16 @@ def apply(profile: Profile, store: StateStore, *, grant: str | None = None, dry_
     name = check_grant_name(grant) if grant is not None else None
     prov = load_provider(profile)  # validates the buckets first: "no bucket given" names the provider's noun
     name = name or default_grant_name(profile.prefix, profile.buckets)
-    if rotate:  # checked before the lock, which would create the state directory of a new environment
-        stored = store.load().grants.get(name) if store.exists() else None
-        if stored is None or stored.grant is None:  # creating one instead is not what was asked
-            raise BadInput(f"nothing to rotate: environment {store.env!r} holds no credential for grant {name!r}",
-                           "drop --rotate to create it, or pass the --grant NAME of an existing grant")
+    nothing_to_rotate = BadInput(
+        f"nothing to rotate: environment {store.env!r} holds no credential for grant {name!r}",
+        "drop --rotate to create it, or pass the --grant NAME of an existing grant")
+    if rotate and not store.exists():  # refused before the lock, which would create a new env's state directory
+        raise nothing_to_rotate
     with store.lock():
         state = store.load()
         known = state.grants.get(name)
+        if rotate and (known is None or known.grant is None):  # creating one instead is not what was asked
+            raise nothing_to_rotate
         if known is not None and known.provider not in (None, provider):
             raise BadInput(f"grant {name!r} of environment {store.env!r} is {a_or_an(known.provider)} grant "
                            f"({store.path})", f"pick another --grant NAME, or `provision destroy --env {store.env} "
