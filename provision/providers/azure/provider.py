@@ -221,7 +221,7 @@ class AzureProvider(BaseProvider):
         account_gone = account_gone and state.find("storage_account", account.name) is None  # not handed over
         return kept + destroy.credentials_left(self, state, account_gone)
 
-    def mark_store(self, state: Any) -> Any:
+    def mark_store(self, state: Any) -> marks.AzureMarks | None:
         """`BaseProvider.mark_store`: container metadata and ARM tags (`provision.providers.azure.marks`); None
         when the state adopted no marked resource (then finding the account's target makes no request)."""
         if not any(r.kind in marks.MARKED_KINDS and not r.created for r in state.resources):
